@@ -1,0 +1,21 @@
+"""The clinical core: FHIR R4 JSON -> PatientRecord -> findings. Pure: no I/O, no clock."""
+
+from clinical.evaluate import evaluate, evaluate_record
+from clinical.finding import Coding, Finding, Intent, Severity, SuggestedOrder
+from clinical.record import PatientRecord, build_record
+from clinical.settings import DEFAULT_SETTINGS, SOURCES, Settings
+
+__all__ = [
+    "DEFAULT_SETTINGS",
+    "SOURCES",
+    "Coding",
+    "Finding",
+    "Intent",
+    "PatientRecord",
+    "Settings",
+    "Severity",
+    "SuggestedOrder",
+    "build_record",
+    "evaluate",
+    "evaluate_record",
+]

@@ -1,0 +1,35 @@
+"""The entry point: FHIR JSON in, findings out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from clinical.fhirdates import as_aware
+from clinical.finding import Finding
+from clinical.record import PatientRecord, build_record
+from clinical.rules import CATALOGUE
+from clinical.settings import DEFAULT_SETTINGS, Settings
+
+
+def evaluate(resources: Any, *, now: datetime, settings: Settings | None = None) -> list[Finding]:
+    """Findings for one patient's resources (a Bundle, a list of resources or Bundles, or CDS
+    Hooks prefetch values): one per rule, most severe first. Never raises on bad data."""
+    now = as_aware(now)
+    return evaluate_record(build_record(resources, now), now=now, settings=settings)
+
+
+def evaluate_record(
+    record: PatientRecord, *, now: datetime, settings: Settings | None = None
+) -> list[Finding]:
+    settings = settings or DEFAULT_SETTINGS
+    findings: list[Finding] = []
+    for rule_id, rule in CATALOGUE.items():
+        if not settings.enabled(rule_id):
+            continue
+        produced = [f for f in rule(record, settings, now) if f.rule_id == rule_id]
+        if produced:  # one finding per rule: the most severe
+            findings.append(max(produced, key=lambda f: f.severity.rank))
+    order = {rule_id: index for index, rule_id in enumerate(CATALOGUE)}
+    findings.sort(key=lambda f: (-f.severity.rank, order[f.rule_id]))
+    return findings

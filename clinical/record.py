@@ -1,0 +1,865 @@
+"""FHIR R4 JSON (plain dicts) -> PatientRecord: only what the rules read, read tolerantly.
+
+Real EHR data is messy: a resource that cannot be read is left out and the record says so
+(`data_gaps`); nothing here raises on bad input.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from clinical.dosage import Dose, parse_dosage
+from clinical.fhirdates import age_in_years, as_aware, parse_fhir_date, parse_fhir_datetime
+from clinical.units import KIND_OF_VALUESET, canonical_unit, normalise
+from clinical.valuesets import ValueSets, load
+
+LAB_VALUESETS = frozenset(
+    {
+        "estradiol-serum",
+        "testosterone-total",
+        "testosterone-free",
+        "shbg",
+        "lh",
+        "fsh",
+        "hepatic-function-panel",
+        "liver-transaminases",
+        "bilirubin-total",
+        "lipid-panel",
+        "lipid-panel-evidence",
+        "glucose-fasting",
+        "hba1c",
+        "insulin",
+        "hematocrit",
+        "psa",
+        "dxa-bmd-observations",
+        "dxa-tscore",
+    }
+)
+DRUG_VALUESETS = frozenset(
+    {
+        "aromatase-inhibitors",
+        "anastrozole",
+        "tamoxifen",
+        "testosterone-products",
+        "estrogen-containing-therapy",
+        "gnrh-agonists",
+        "clomiphene",
+        "hcg",
+        "bone-protective-therapy",
+    }
+)
+CONDITION_VALUESETS = frozenset(
+    {
+        "breast-cancer",
+        "breast-cancer-male",
+        "hormone-receptor-positive",
+        "hypogonadism-male",
+        "male-infertility",
+        "gynecomastia",
+        "postmenopausal",
+        "premenopausal",
+        "osteoporosis",
+        "osteopenia",
+        "nafld",
+        "long-term-ai-use",
+    }
+)
+DEXA = "dxa-procedure"
+ORDERABLE_VALUESETS = LAB_VALUESETS | {DEXA}
+
+SPCU_URL = "http://hl7.org/fhir/StructureDefinition/patient-sexParameterForClinicalUse"
+_SPCU_SEX = {"female-typical": "female", "male-typical": "male"}
+_DICOM_BONE_DENSITOMETRY = (
+    "BMD"  # DICOM modality code for bone mineral densitometry (weak evidence)
+)
+
+# Observation.status: which results count, and which are preferred on the same day.
+_OBSERVATION_RANK = {"final": 2, "amended": 2, "corrected": 2, "appended": 2, "preliminary": 1}
+_REPORT_RANK = {**_OBSERVATION_RANK, "partial": 1}
+_IGNORED_STATUS = frozenset({"entered-in-error", "cancelled", "registered"})
+_CURRENT_MED_STATUS = frozenset({"active", "on-hold", "draft", "intended"})
+_IGNORED_MED_STATUS = frozenset({"entered-in-error", "cancelled", "not-taken"})
+_ACTIVE_CLINICAL = frozenset({"active", "recurrence", "relapse"})
+_DISCOUNTED_VERIFICATION = frozenset({"entered-in-error", "refuted"})
+_ORDER_STATUS = frozenset({"active", "on-hold", "draft"})
+
+_VALUE_STRING = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d+(?:[.,]\d+)?)\s*(.*?)\s*$")
+_STRENGTH_MG = re.compile(r"(\d+(?:\.\d+)?)\s*MG(?![A-Z/])", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class LabResult:
+    code: str
+    name: str
+    date: datetime
+    status: str
+    value: float | None  # in `unit`; None when not a number or the unit is unknown
+    unit: str  # canonical unit when converted, else the unit as sent
+    comparator: str | None  # "<", "<=", ">", ">=" for results like "<5"
+    as_sent: str  # "55 pmol/L", "<5 pg/mL"
+    reference_high: float | None  # upper limit of normal, same unit as value
+    method: str
+    ref: str  # "Observation/123" (or the DiagnosticReport holding a contained result)
+    unit_unknown: bool = False
+
+    @property
+    def rank(self) -> int:
+        return _REPORT_RANK.get(self.status, 1)
+
+    def is_below(self, bound: float) -> bool | None:
+        """Whether the true value is below `bound`; None when a "<x" result cannot tell."""
+        if self.value is None:
+            return None
+        if self.comparator in ("<", "<="):
+            return True if self.value <= bound else None
+        if self.comparator in (">", ">="):
+            return False if self.value >= bound else None
+        return self.value < bound
+
+    def is_above(self, bound: float) -> bool | None:
+        if self.value is None:
+            return None
+        if self.comparator in (">", ">="):
+            return True if self.value >= bound else None
+        if self.comparator in ("<", "<="):
+            return False if self.value <= bound else None
+        return self.value > bound
+
+    def shown(self) -> str:
+        """The value as a clinician reads it: "11 pg/mL", "<5 pg/mL"."""
+        if self.value is None:
+            return self.as_sent or "no value"
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{self.comparator or ''}{format_number(self.value)}{unit}"
+
+
+@dataclass(frozen=True, slots=True)
+class MedicationCourse:
+    drugs: frozenset[str]  # value-set names: {"anastrozole", "aromatase-inhibitors"}
+    name: str
+    status: str
+    start: datetime | None
+    end: datetime | None
+    dose: Dose
+    reasons: frozenset[str]  # condition value sets named by reasonCode / reasonReference
+    reason_text: str
+    matched_by: str  # "code" or "text"
+    ref: str
+    reason_refs: tuple[str, ...] = ()  # Conditions named by reasonReference
+
+    @property
+    def is_draft(self) -> bool:
+        return self.status == "draft"
+
+    def is_current(self, now: datetime) -> bool:
+        if self.status not in _CURRENT_MED_STATUS:
+            return False
+        return self.end is None or self.end >= now
+
+    def overlaps_last_year(self, now: datetime) -> bool:
+        """Current, or ended within the last year (recent co-medication still tells intent)."""
+        if self.is_current(now):
+            return True
+        end = self.end or self.start
+        return end is not None and (now - end).days <= 365
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionEntry:
+    groups: frozenset[str]
+    code: str  # "ICD-10-CM C50.911"
+    name: str
+    active: bool
+    status_text: str  # clinicalStatus as sent, for the evidence
+    recorded: datetime | None
+    ref: str
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A dated fact: a DEXA done, a procedure, a test ordered."""
+
+    groups: frozenset[str]
+    name: str
+    date: datetime | None
+    status: str
+    ref: str
+
+
+@dataclass(frozen=True, slots=True)
+class SexForClinicalUse:
+    value: str | None  # "female", "male", or None when undetermined
+    basis: str  # how it was decided, said to the clinician
+
+
+@dataclass
+class PatientRecord:
+    """What the rules read about one patient, as of `as_of`."""
+
+    as_of: datetime
+    patient_ref: str = ""
+    patient_name: str = ""
+    birth_date: date | None = None
+    sex: SexForClinicalUse = field(default_factory=lambda: SexForClinicalUse(None, "no Patient"))
+    labs: dict[str, list[LabResult]] = field(default_factory=dict)
+    medications: list[MedicationCourse] = field(default_factory=list)
+    conditions: list[ConditionEntry] = field(default_factory=list)
+    procedures: list[Event] = field(default_factory=list)
+    dexa: list[Event] = field(default_factory=list)
+    orders: list[Event] = field(default_factory=list)
+    data_gaps: list[str] = field(default_factory=list)
+
+    @property
+    def age(self) -> int | None:
+        return age_in_years(self.birth_date, self.as_of.date()) if self.birth_date else None
+
+    def results(self, valueset: str) -> list[LabResult]:
+        """Results of a value set, newest first (final preferred over preliminary on a day)."""
+        return self.labs.get(valueset, [])
+
+    def latest(self, valueset: str, since: datetime | None = None) -> LabResult | None:
+        """The newest result with a usable value, on or after `since`."""
+        for result in self.results(valueset):
+            if since is not None and result.date < since:
+                return None
+            if result.value is not None:
+                return result
+        return None
+
+    def latest_done(self, *valuesets: str) -> LabResult | None:
+        """The newest result of any of the value sets, value or not (the test was done)."""
+        newest: LabResult | None = None
+        for valueset in valuesets:
+            results = self.results(valueset)
+            if results and (newest is None or results[0].date > newest.date):
+                newest = results[0]
+        return newest
+
+    def courses(self, drug: str) -> list[MedicationCourse]:
+        return [course for course in self.medications if drug in course.drugs]
+
+    def current_courses(self, drug: str) -> list[MedicationCourse]:
+        return [c for c in self.medications if drug in c.drugs and c.is_current(self.as_of)]
+
+    def conditions_in(self, group: str, *, active_only: bool = True) -> list[ConditionEntry]:
+        return [c for c in self.conditions if group in c.groups and (c.active or not active_only)]
+
+    def last_dexa(self) -> Event | None:
+        dated = [event for event in self.dexa if event.date is not None]
+        return max(dated, key=lambda event: event.date or self.as_of) if dated else None
+
+    def open_orders(self, group: str) -> list[Event]:
+        return [order for order in self.orders if group in order.groups]
+
+    def gaps_about(self, *words: str) -> list[str]:
+        return [gap for gap in self.data_gaps if any(word in gap for word in words)]
+
+
+def format_number(value: float) -> str:
+    text = f"{value:.2f}".rstrip("0").rstrip(".")
+    return text if text != "-0" else "0"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading resources
+
+
+def iter_resources(source: Any) -> Iterator[dict[str, Any]]:
+    """Resources from a Bundle, a list of resources/Bundles, or CDS Hooks prefetch values."""
+    stack = [source]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, dict):
+            resource_type = item.get("resourceType")
+            if resource_type == "Bundle":
+                entries = item.get("entry")
+                if isinstance(entries, list):
+                    stack.extend(
+                        reversed([e.get("resource") for e in entries if isinstance(e, dict)])
+                    )
+            elif isinstance(resource_type, str):
+                yield item
+
+
+class _Reader:
+    def __init__(self, now: datetime, valuesets: ValueSets) -> None:
+        self.now = now
+        self.vs = valuesets
+        self.record = PatientRecord(as_of=now)
+        self.by_ref: dict[str, dict[str, Any]] = {}
+        self.report_dates: dict[str, datetime] = {}
+        self.seen_labs: set[str] = set()
+
+    def gap(self, text: str) -> None:
+        if text not in self.record.data_gaps:
+            self.record.data_gaps.append(text)
+
+    # -- codes ---------------------------------------------------------------------------------
+
+    def groups(self, concept: Any, wanted: frozenset[str]) -> frozenset[str]:
+        names = self.vs.names_for_codeable(concept)
+        return names & wanted if names else names
+
+    def first_coding(self, concept: Any, groups: frozenset[str]) -> tuple[str, str]:
+        """("ICD-10-CM C50.911", display) for the coding that matched, for the evidence."""
+        if isinstance(concept, dict):
+            for coding in concept.get("coding") or ():
+                if isinstance(coding, dict) and (
+                    self.vs.names_for_code(coding.get("system"), coding.get("code")) & groups
+                ):
+                    system = _SYSTEM_LABEL.get(str(coding.get("system")), "")
+                    label = f"{system} {coding.get('code')}".strip()
+                    return label, str(coding.get("display") or concept.get("text") or label)
+            return "", str(concept.get("text") or "")
+        return "", ""
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    def read(self, resources: Iterable[dict[str, Any]]) -> PatientRecord:
+        by_type: dict[str, list[dict[str, Any]]] = {}
+        for resource in resources:
+            resource_type = resource.get("resourceType")
+            by_type.setdefault(str(resource_type), []).append(resource)
+            resource_id = resource.get("id")
+            if isinstance(resource_id, str):
+                self.by_ref[f"{resource_type}/{resource_id}"] = resource
+        for resource_type, reader in (
+            ("Patient", self.patient),
+            ("DiagnosticReport", self.diagnostic_report),  # first: results inherit its date
+            ("Observation", self.observation),
+            ("Condition", self.condition),
+            ("MedicationRequest", self.medication),
+            ("MedicationStatement", self.medication),
+            ("Procedure", self.procedure),
+            ("ImagingStudy", self.imaging_study),
+            ("ServiceRequest", self.service_request),
+        ):
+            for resource in by_type.get(resource_type, ()):
+                try:
+                    reader(resource)
+                except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+                    # Malformed beyond what the readers tolerate: leave it out, and say so.
+                    self.gap(f"{resource_type}/{resource.get('id', '?')} could not be read")
+        for results in self.record.labs.values():
+            results.sort(key=lambda r: (r.date.date(), r.rank, r.date), reverse=True)
+        return self.record
+
+    # -- Patient -------------------------------------------------------------------------------
+
+    def patient(self, resource: dict[str, Any]) -> None:
+        if self.record.patient_ref:
+            return
+        self.record.patient_ref = f"Patient/{resource.get('id', '')}"
+        self.record.birth_date = parse_fhir_date(resource.get("birthDate"))
+        self.record.patient_name = _human_name(resource.get("name"))
+        self.record.sex = self.sex_for_clinical_use(resource)
+
+    def sex_for_clinical_use(self, patient: dict[str, Any]) -> SexForClinicalUse:
+        gender = patient.get("gender")
+        recorded = gender if gender in ("male", "female") else None
+        parameters: set[str] = set()
+        for extension in patient.get("extension") or ():
+            if isinstance(extension, dict) and extension.get("url") == SPCU_URL:
+                code = self.spcu_code(extension)
+                if code:
+                    parameters.add(code)
+        if not parameters:
+            if recorded:
+                return SexForClinicalUse(recorded, f"Patient.gender {recorded}")
+            return SexForClinicalUse(None, f"Patient.gender is {gender or 'missing'}")
+        if len(parameters) > 1:
+            return SexForClinicalUse(None, "conflicting sex parameters for clinical use")
+        code = parameters.pop()
+        sex = _SPCU_SEX.get(code)
+        if sex is None:
+            return SexForClinicalUse(None, f"sex parameter for clinical use is {code}")
+        if recorded and recorded != sex:
+            return SexForClinicalUse(
+                None, f"sex parameter for clinical use {code} differs from Patient.gender {gender}"
+            )
+        return SexForClinicalUse(sex, f"sex parameter for clinical use {code}")
+
+    def spcu_code(self, extension: dict[str, Any]) -> str | None:
+        """The value of a sex-parameter extension that is in force now, else None."""
+        value: str | None = None
+        for part in extension.get("extension") or ():
+            if not isinstance(part, dict):
+                continue
+            if part.get("url") == "value":
+                concept = part.get("valueCodeableConcept") or {}
+                for coding in concept.get("coding") or ():
+                    if isinstance(coding, dict) and coding.get("code"):
+                        value = str(coding["code"])
+            elif part.get("url") == "period":
+                period = part.get("valuePeriod") or {}
+                start = parse_fhir_datetime(period.get("start"))
+                end = parse_fhir_datetime(period.get("end"))
+                if (start and start > self.now) or (end and end < self.now):
+                    return None
+        return value
+
+    # -- Labs ----------------------------------------------------------------------------------
+
+    def diagnostic_report(self, resource: dict[str, Any]) -> None:
+        status = resource.get("status")
+        if status in _IGNORED_STATUS:
+            return
+        ref = f"DiagnosticReport/{resource.get('id', '')}"
+        when = _effective(resource)
+        contained = {
+            f"#{c.get('id')}": c for c in resource.get("contained") or () if isinstance(c, dict)
+        }
+        for result in resource.get("result") or ():
+            target = result.get("reference") if isinstance(result, dict) else None
+            if not isinstance(target, str):
+                continue
+            if target in contained:
+                self.observation(contained[target], default_date=when, ref=ref)
+            elif when is not None:
+                self.report_dates[target.split("/_history")[0]] = when
+        code = resource.get("code")
+        groups = self.groups(code, ORDERABLE_VALUESETS)
+        if not groups or when is None:
+            return
+        code_label, name = self.first_coding(code, groups)
+        if DEXA in groups:
+            self.record.dexa.append(Event(groups, name or "DXA report", when, str(status), ref))
+        lab_groups = groups & LAB_VALUESETS
+        if lab_groups:
+            self.add_lab(
+                lab_groups,
+                LabResult(
+                    code_label,
+                    name,
+                    when,
+                    str(status or ""),
+                    None,
+                    "",
+                    None,
+                    "report",
+                    None,
+                    "",
+                    ref,
+                ),
+                ref,
+            )
+
+    def observation(
+        self,
+        resource: dict[str, Any],
+        default_date: datetime | None = None,
+        ref: str | None = None,
+    ) -> None:
+        status = resource.get("status")
+        if status in _IGNORED_STATUS:
+            return
+        ref = ref or f"Observation/{resource.get('id', '')}"
+        code = resource.get("code")
+        names = self.vs.names_for_codeable(code)
+        groups = names & LAB_VALUESETS
+        if not groups:
+            concept_groups = self.groups(resource.get("valueCodeableConcept"), CONDITION_VALUESETS)
+            if concept_groups:  # e.g. "menopausal status: postmenopausal state"
+                self.condition_like(resource, concept_groups, ref)
+            return
+        when = _effective(resource) or default_date or self.report_dates.get(ref)
+        if when is None:
+            self.gap(f"{ref} has no date and was left out")
+            return
+        code_label, name = self.first_coding(code, groups)
+        result = self.lab_value(resource, groups, code_label, name, when, str(status or ""), ref)
+        self.add_lab(groups, result, ref)
+        if "dxa-bmd-observations" in groups or "dxa-tscore" in groups:
+            self.record.dexa.append(Event(groups, name, when, str(status or ""), ref))
+
+    def add_lab(self, groups: frozenset[str], result: LabResult, ref: str) -> None:
+        key = f"{ref}|{result.code}|{result.date.isoformat()}"
+        if key in self.seen_labs:
+            return
+        self.seen_labs.add(key)
+        labs = self.record.labs
+        for group in groups:
+            labs.setdefault(group, []).append(result)
+
+    def lab_value(
+        self,
+        resource: dict[str, Any],
+        groups: frozenset[str],
+        code_label: str,
+        name: str,
+        when: datetime,
+        status: str,
+        ref: str,
+    ) -> LabResult:
+        comparator: str | None = None
+        number: float | None = None
+        unit = ""
+        quantity = resource.get("valueQuantity")
+        if isinstance(quantity, dict):
+            raw = quantity.get("value")
+            if isinstance(raw, int | float) and not isinstance(raw, bool):
+                number = float(raw)
+            unit = str(quantity.get("code") or quantity.get("unit") or "")
+            comparator = quantity.get("comparator")
+            if comparator not in ("<", "<=", ">", ">="):
+                comparator = None
+        elif isinstance(resource.get("valueString"), str):
+            match = _VALUE_STRING.match(resource["valueString"])
+            if match:
+                comparator = match.group(1)
+                number = float(match.group(2).replace(",", "."))
+                unit = match.group(3)
+        elif isinstance(resource.get("valueInteger"), int):
+            number = float(resource["valueInteger"])
+        as_sent = (
+            f"{comparator or ''}{format_number(number)} {unit}".strip()
+            if number is not None
+            else str(resource.get("valueString") or "")
+        )
+        method = resource.get("method")
+        method_text = str(method.get("text") or "") if isinstance(method, dict) else ""
+        kind = next((KIND_OF_VALUESET[g] for g in groups if g in KIND_OF_VALUESET), None)
+        high = _reference_high(resource.get("referenceRange"))
+        unit_unknown = False
+        if kind is not None and number is not None:
+            converted = normalise(kind, number, unit)
+            high_unit = high[1] if high and high[1] else unit
+            high_value = normalise(kind, high[0], high_unit) if high else None
+            if converted is None:
+                unit_unknown = True
+                self.gap(
+                    f"{name or code_label} {as_sent} on {when.date().isoformat()} ({ref}) was left "
+                    f"out: unit {unit or '(none)'!r} is not one the rules can compare"
+                )
+                number, high_value = None, None
+            else:
+                number, unit = converted, canonical_unit(kind)
+        else:
+            high_value = high[0] if high else None
+        return LabResult(
+            code=code_label,
+            name=name,
+            date=when,
+            status=status,
+            value=number,
+            unit=unit,
+            comparator=comparator,
+            as_sent=as_sent,
+            reference_high=high_value,
+            method=method_text,
+            ref=ref,
+            unit_unknown=unit_unknown,
+        )
+
+    # -- Conditions ----------------------------------------------------------------------------
+
+    def condition(self, resource: dict[str, Any]) -> None:
+        verification = _status_code(resource.get("verificationStatus"))
+        if verification in _DISCOUNTED_VERIFICATION:
+            return
+        code = resource.get("code")
+        groups = self.groups(code, CONDITION_VALUESETS)
+        if not groups:
+            return
+        clinical_status = _status_code(resource.get("clinicalStatus"))
+        active = clinical_status in _ACTIVE_CLINICAL or (
+            clinical_status is None and not resource.get("abatementDateTime")
+        )
+        code_label, name = self.first_coding(code, groups)
+        recorded = parse_fhir_datetime(
+            resource.get("onsetDateTime") or resource.get("recordedDate")
+        )
+        self.record.conditions.append(
+            ConditionEntry(
+                groups,
+                code_label,
+                name,
+                active,
+                clinical_status or "unstated",
+                recorded,
+                f"Condition/{resource.get('id', '')}",
+            )
+        )
+
+    def condition_like(self, resource: dict[str, Any], groups: frozenset[str], ref: str) -> None:
+        if resource.get("status") in _IGNORED_STATUS:
+            return
+        code_label, name = self.first_coding(resource.get("valueCodeableConcept"), groups)
+        self.record.conditions.append(
+            ConditionEntry(groups, code_label, name, True, "observed", _effective(resource), ref)
+        )
+
+    # -- Medications ---------------------------------------------------------------------------
+
+    def medication(self, resource: dict[str, Any]) -> None:
+        status = str(resource.get("status") or "")
+        if status in _IGNORED_MED_STATUS:
+            return
+        concept, medication = self.medication_concept(resource)
+        groups = self.groups(concept, DRUG_VALUESETS)
+        matched_by = "code"
+        name = _concept_text(concept)
+        if not groups:
+            groups = self.vs.names_for_text(name) & DRUG_VALUESETS
+            matched_by = "text"
+        if not groups:
+            return
+        resource_type = str(resource.get("resourceType"))
+        ref = f"{resource_type}/{resource.get('id', '')}"
+        is_statement = resource_type == "MedicationStatement"
+        dosage = resource.get("dosage" if is_statement else "dosageInstruction")
+        dose = parse_dosage(dosage, _strength_mg(name, medication))
+        start, end = self.course_period(resource, is_statement, status)
+        reasons, reason_text, reason_refs = self.reasons(resource)
+        self.record.medications.append(
+            MedicationCourse(
+                groups,
+                name,
+                status,
+                start,
+                end,
+                dose,
+                reasons,
+                reason_text,
+                matched_by,
+                ref,
+                reason_refs,
+            )
+        )
+
+    def medication_concept(self, resource: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
+        concept = resource.get("medicationCodeableConcept")
+        if concept is not None:
+            return concept, None
+        reference = resource.get("medicationReference")
+        target = reference.get("reference") if isinstance(reference, dict) else None
+        medication: dict[str, Any] | None = None
+        if isinstance(target, str):
+            if target.startswith("#"):
+                medication = next(
+                    (
+                        c
+                        for c in resource.get("contained") or ()
+                        if isinstance(c, dict) and f"#{c.get('id')}" == target
+                    ),
+                    None,
+                )
+            else:
+                medication = self.by_ref.get(target)
+        if medication is not None:
+            return medication.get("code"), medication
+        display = reference.get("display") if isinstance(reference, dict) else None
+        return {"text": display} if display else None, None
+
+    def course_period(
+        self, resource: dict[str, Any], is_statement: bool, status: str
+    ) -> tuple[datetime | None, datetime | None]:
+        if status == "draft":
+            return self.now, None  # a draft order (order hooks) starts now
+        if is_statement:
+            period = resource.get("effectivePeriod")
+            if isinstance(period, dict):
+                return parse_fhir_datetime(period.get("start")), parse_fhir_datetime(
+                    period.get("end")
+                )
+            return parse_fhir_datetime(resource.get("effectiveDateTime")), None
+        validity = (resource.get("dispenseRequest") or {}).get("validityPeriod") or {}
+        bounds: dict[str, Any] = {}
+        for dosage in resource.get("dosageInstruction") or ():
+            if isinstance(dosage, dict):
+                bounds = ((dosage.get("timing") or {}).get("repeat") or {}).get(
+                    "boundsPeriod"
+                ) or {}
+                break
+        start = (
+            parse_fhir_datetime(bounds.get("start"))
+            or parse_fhir_datetime(validity.get("start"))
+            or parse_fhir_datetime(resource.get("authoredOn"))
+        )
+        end = parse_fhir_datetime(bounds.get("end")) or parse_fhir_datetime(validity.get("end"))
+        return start, end
+
+    def reasons(self, resource: dict[str, Any]) -> tuple[frozenset[str], str, tuple[str, ...]]:
+        groups: frozenset[str] = frozenset()
+        texts: list[str] = []
+        refs: list[str] = []
+        for concept in resource.get("reasonCode") or ():
+            found = self.groups(concept, CONDITION_VALUESETS)
+            groups |= found
+            label, name = self.first_coding(concept, found)
+            if name or label:
+                texts.append(f"{name} ({label})" if label and found else name or label)
+        for reference in resource.get("reasonReference") or ():
+            target = reference.get("reference") if isinstance(reference, dict) else None
+            condition = self.by_ref.get(target) if isinstance(target, str) else None
+            if condition is not None:
+                found = self.groups(condition.get("code"), CONDITION_VALUESETS)
+                groups |= found
+                label, name = self.first_coding(condition.get("code"), found)
+                texts.append(f"{name} ({label})" if label else name)
+                if found:
+                    refs.append(str(target))
+        return groups, "; ".join(t for t in texts if t), tuple(refs)
+
+    # -- Procedures, imaging, orders -----------------------------------------------------------
+
+    def procedure(self, resource: dict[str, Any]) -> None:
+        status = resource.get("status")
+        if status not in (None, "completed"):
+            return
+        code = resource.get("code")
+        groups = self.groups(code, frozenset({DEXA, "postmenopausal"}))
+        if not groups:
+            return
+        performed = resource.get("performedPeriod")
+        when = parse_fhir_datetime(resource.get("performedDateTime")) or (
+            parse_fhir_datetime(performed.get("start")) if isinstance(performed, dict) else None
+        )
+        _, name = self.first_coding(code, groups)
+        event = Event(groups, name, when, str(status or ""), f"Procedure/{resource.get('id', '')}")
+        if DEXA in groups:
+            if when is None:
+                self.gap(f"{event.ref} (DXA) has no date and was left out")
+            else:
+                self.record.dexa.append(event)
+        if "postmenopausal" in groups:
+            self.record.procedures.append(event)
+
+    def imaging_study(self, resource: dict[str, Any]) -> None:
+        if resource.get("status") in ("cancelled", "entered-in-error", "registered"):
+            return
+        names: frozenset[str] = frozenset()
+        for concept in resource.get("procedureCode") or ():
+            names |= self.groups(concept, frozenset({DEXA}))
+        modalities = [m for m in resource.get("modality") or () if isinstance(m, dict)] + [
+            s.get("modality")
+            for s in resource.get("series") or ()
+            if isinstance(s, dict) and isinstance(s.get("modality"), dict)
+        ]
+        if not names and not any(
+            m.get("code") == _DICOM_BONE_DENSITOMETRY for m in modalities if isinstance(m, dict)
+        ):
+            return
+        when = parse_fhir_datetime(resource.get("started"))
+        if when is not None:
+            self.record.dexa.append(
+                Event(
+                    frozenset({DEXA}),
+                    "DXA imaging study",
+                    when,
+                    str(resource.get("status") or ""),
+                    f"ImagingStudy/{resource.get('id', '')}",
+                )
+            )
+
+    def service_request(self, resource: dict[str, Any]) -> None:
+        status = resource.get("status")
+        if status not in _ORDER_STATUS:
+            return
+        code = resource.get("code")
+        groups = self.groups(code, ORDERABLE_VALUESETS)
+        if not groups:
+            return
+        _, name = self.first_coding(code, groups)
+        self.record.orders.append(
+            Event(
+                groups,
+                name,
+                parse_fhir_datetime(resource.get("authoredOn")),
+                str(status),
+                f"ServiceRequest/{resource.get('id', '')}",
+            )
+        )
+
+
+_SYSTEM_LABEL = {
+    "http://loinc.org": "LOINC",
+    "http://snomed.info/sct": "SNOMED CT",
+    "http://hl7.org/fhir/sid/icd-10-cm": "ICD-10-CM",
+    "http://www.nlm.nih.gov/research/umls/rxnorm": "RxNorm",
+    "http://www.ama-assn.org/go/cpt": "CPT",
+    "http://www.whocc.no/atc": "ATC",
+}
+
+
+def _effective(resource: dict[str, Any]) -> datetime | None:
+    when = parse_fhir_datetime(resource.get("effectiveDateTime"))
+    if when is not None:
+        return when
+    period = resource.get("effectivePeriod")
+    if isinstance(period, dict):
+        when = parse_fhir_datetime(period.get("start")) or parse_fhir_datetime(period.get("end"))
+        if when is not None:
+            return when
+    return parse_fhir_datetime(resource.get("effectiveInstant")) or parse_fhir_datetime(
+        resource.get("issued")
+    )
+
+
+def _reference_high(ranges: Any) -> tuple[float, str] | None:
+    if not isinstance(ranges, list):
+        return None
+    for entry in ranges:
+        high = entry.get("high") if isinstance(entry, dict) else None
+        if isinstance(high, dict) and isinstance(high.get("value"), int | float):
+            return float(high["value"]), str(high.get("code") or high.get("unit") or "")
+    return None
+
+
+def _status_code(concept: Any) -> str | None:
+    if isinstance(concept, dict):
+        for coding in concept.get("coding") or ():
+            if isinstance(coding, dict) and coding.get("code"):
+                return str(coding["code"])
+    return None
+
+
+def _concept_text(concept: Any) -> str:
+    if not isinstance(concept, dict):
+        return ""
+    if isinstance(concept.get("text"), str) and concept["text"]:
+        return str(concept["text"])
+    for coding in concept.get("coding") or ():
+        if isinstance(coding, dict) and coding.get("display"):
+            return str(coding["display"])
+    return ""
+
+
+def _strength_mg(name: str, medication: dict[str, Any] | None) -> float | None:
+    """Milligrams per tablet, from Medication.ingredient strength or the product name."""
+    if medication is not None:
+        for ingredient in medication.get("ingredient") or ():
+            strength = ingredient.get("strength") if isinstance(ingredient, dict) else None
+            numerator = strength.get("numerator") if isinstance(strength, dict) else None
+            if (
+                isinstance(numerator, dict)
+                and isinstance(numerator.get("value"), int | float)
+                and str(numerator.get("code") or numerator.get("unit") or "").lower() == "mg"
+            ):
+                return float(numerator["value"])
+    found = _STRENGTH_MG.findall(name)
+    return float(found[0]) if len(found) == 1 else None
+
+
+def _human_name(names: Any) -> str:
+    if isinstance(names, list):
+        for name in names:
+            if isinstance(name, dict):
+                if isinstance(name.get("text"), str):
+                    return str(name["text"])
+                given = " ".join(g for g in name.get("given") or () if isinstance(g, str))
+                return f"{given} {name.get('family') or ''}".strip()
+    return ""
+
+
+def build_record(
+    resources: Any, now: datetime, valuesets: ValueSets | None = None
+) -> PatientRecord:
+    """Read a Bundle, list of resources or prefetch values into a PatientRecord as of `now`."""
+    return _Reader(as_aware(now), valuesets or load()).read(iter_resources(resources))

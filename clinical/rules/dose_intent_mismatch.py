@@ -1,0 +1,96 @@
+"""dose-intent-mismatch: the dose, sex or co-medication does not fit what the anastrozole is for."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from clinical.finding import Finding, Intent, Severity
+from clinical.intent import infer_intent
+from clinical.record import PatientRecord
+from clinical.rules.common import detail
+from clinical.settings import Settings
+
+RULE_ID = "dose-intent-mismatch"
+SOURCE = (
+    "Arimidex PI 2.1 (1 mg once daily); off-label TRT practice 0.25-0.5 mg twice weekly; "
+    "ASCO 2020 male breast cancer guideline (Hassett, JCO 38:1849: an AI in men only with a GnRH agonist)"
+)
+_EPSILON = 0.01
+
+
+def dose_intent_mismatch(record: PatientRecord, settings: Settings, now: datetime) -> list[Finding]:
+    assessment = infer_intent(record, now)
+    if assessment is None or assessment.intent is Intent.UNCLEAR:
+        return []
+    course, intent = assessment.course, assessment.intent
+    weekly = course.dose.weekly_mg
+    problems: list[tuple[str, str]] = []  # (summary, detail line)
+    if weekly is not None:
+        dose = f"{course.dose.description} ({weekly:g} mg/week)"
+        if weekly > settings.max_weekly_dose_mg + _EPSILON:
+            problems.append(
+                (
+                    f"Anastrozole {weekly:g} mg/week: above the labelled 1 mg daily "
+                    f"({settings.max_weekly_dose_mg:g} mg/week)",
+                    f"{dose} is above the labelled 1 mg once daily; more does not suppress more.",
+                )
+            )
+        elif (
+            intent is Intent.TRT_MODULATION
+            and weekly >= settings.oncology_weekly_dose_mg - _EPSILON
+        ):
+            problems.append(
+                (
+                    f"Anastrozole {weekly:g} mg/week in TRT modulation: oncology dose, "
+                    "typical 0.5-1 mg/week",
+                    f"{dose} is the oncology dose; in TRT the usual dose is 0.25-0.5 mg twice "
+                    "weekly, titrated to estradiol. Over-suppression harms bone, lipids, mood.",
+                )
+            )
+        elif (
+            intent is Intent.ONCOLOGY_SUPPRESSION
+            and weekly < settings.oncology_weekly_dose_mg - _EPSILON
+        ):
+            problems.append(
+                (
+                    f"Anastrozole {weekly:g} mg/week for breast cancer: below the labelled "
+                    f"{settings.oncology_weekly_dose_mg:g} mg/week (1 mg daily)",
+                    f"{dose} is under the labelled oncology dose of 1 mg once daily.",
+                )
+            )
+    sex = record.sex.value
+    if (
+        sex == "male"
+        and intent is Intent.ONCOLOGY_SUPPRESSION
+        and not record.current_courses("gnrh-agonists")
+    ):
+        problems.append(
+            (
+                "Anastrozole for breast cancer in a man without a GnRH agonist: "
+                "AI alone does not suppress estradiol",
+                "In men an aromatase inhibitor alone raises LH and testosterone and does not "
+                "suppress estradiol reliably; guidelines pair it with a GnRH agonist.",
+            )
+        )
+    if sex == "female" and intent in (Intent.TRT_MODULATION, Intent.FERTILITY):
+        problems.append(
+            (
+                f"Anastrozole for {intent.label} in a female patient: check the indication",
+                f"The evidence points to {intent.label}, an off-label use in men, but sex for "
+                "clinical use is female.",
+            )
+        )
+    if not problems:
+        return []
+    lines = [f"Intent: {intent.label} ({assessment.explanation})", *(p[1] for p in problems)]
+    return [
+        Finding(
+            rule_id=RULE_ID,
+            severity=Severity.WARNING,
+            summary=problems[0][0],
+            detail=detail(lines, SOURCE),
+            source=SOURCE,
+            evidence=(course.ref,),
+            intent=intent,
+        )
+    ]

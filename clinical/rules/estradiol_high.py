@@ -1,0 +1,61 @@
+"""estradiol-high: estradiol above the ceiling in a man on testosterone therapy."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from clinical import orders
+from clinical.finding import Finding, Severity
+from clinical.intent import infer_intent
+from clinical.record import PatientRecord, format_number
+from clinical.rules.common import day, detail, lab_line
+from clinical.settings import Settings
+
+RULE_ID = "estradiol-high"
+SOURCE = (
+    "Adult male upper reference limit ~40-43 pg/mL (ARUP 0093247 LC-MS/MS 10-42 pg/mL; hospital "
+    "catalogues); Endocrine Society 2018 TRT guideline (Bhasin, JCEM 103:1715)"
+)
+
+
+def estradiol_high(record: PatientRecord, settings: Settings, now: datetime) -> list[Finding]:
+    if record.sex.value != "male":
+        return []
+    testosterone = record.current_courses("testosterone-products")
+    if not testosterone:
+        return []
+    starts = [course.start for course in testosterone if course.start]
+    since = min(starts) if starts else now - settings.estradiol_interval
+    latest = record.latest("estradiol-serum", since=since)
+    if latest is None or latest.is_above(settings.estradiol_ceiling_pg_ml) is not True:
+        return []
+    ceiling = format_number(settings.estradiol_ceiling_pg_ml)
+    on_ai = record.current_courses("anastrozole")
+    assessment = infer_intent(record, now)
+    summary = f"Estradiol {latest.shown()} on testosterone therapy: above {ceiling} pg/mL"
+    if on_ai:
+        summary += " despite anastrozole"
+    lines = [
+        lab_line(latest),
+        *(
+            f"{course.name}" + (f", since {day(course.start)}" if course.start else "")
+            for course in testosterone
+        ),
+        "Repeat with a sensitive (LC-MS/MS) assay and ask about breast tenderness, "
+        "gynecomastia, fluid retention; review the testosterone dose and interval first.",
+    ]
+    if not on_ai:
+        lines.append("An aromatase inhibitor in men on TRT is off-label; not for a number alone.")
+    return [
+        Finding(
+            rule_id=RULE_ID,
+            severity=Severity.INFO,
+            summary=summary,
+            detail=detail(lines, SOURCE, record.gaps_about("stradiol")),
+            source=SOURCE,
+            evidence=(latest.ref, *(course.ref for course in testosterone)),
+            suggested_orders=(orders.ESTRADIOL,),
+            intent=assessment.intent if assessment else None,
+            data_gaps=tuple(record.gaps_about("stradiol")),
+        )
+    ]

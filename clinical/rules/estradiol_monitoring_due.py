@@ -1,0 +1,81 @@
+"""estradiol-monitoring-due: anastrozole for modulation or fertility without a recent estradiol."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from clinical import orders
+from clinical.finding import Finding, Severity
+from clinical.intent import infer_intent
+from clinical.record import PatientRecord, format_number
+from clinical.rules.common import day, detail, lab_line, monitoring_gap
+from clinical.rules.estradiol_low import MODULATION
+from clinical.settings import Settings
+
+RULE_ID = "estradiol-monitoring-due"
+SOURCE = (
+    "TRT practice: anastrozole titrated to estradiol about every 3 months (no guideline interval); "
+    "ARUP 0093247 (LC-MS/MS on aromatase inhibitors)"
+)
+
+
+def estradiol_monitoring_due(
+    record: PatientRecord, settings: Settings, now: datetime
+) -> list[Finding]:
+    assessment = infer_intent(record, now)
+    if assessment is None or assessment.intent not in MODULATION:
+        return []
+    course = assessment.course
+    start = None if course.is_draft else course.start
+    if start is not None and now - start < settings.estradiol_grace:
+        return []  # too soon after starting for a result to mean anything
+    floor = settings.estradiol_floor_pg_ml
+    # A result counts when it can tell whether estradiol is under the floor: "<30" cannot.
+    informative = [
+        r
+        for r in record.results("estradiol-serum")
+        if r.value is not None
+        and r.is_below(floor) is not None
+        and (start is None or r.date >= start)
+    ]
+    last = informative[0].date if informative else None
+    reason = monitoring_gap(last, now=now, interval=settings.estradiol_interval)
+    if reason is None:
+        return []
+    if last is None and start is not None:
+        reason = f"none since anastrozole started on {day(start)}"
+    if course.is_draft:
+        reason = f"no baseline before starting anastrozole ({reason})"
+    days = settings.estradiol_interval.days
+    summary = f"Estradiol due on anastrozole ({assessment.intent.label}): {reason}"
+    if len(summary) > 140:
+        summary = f"Estradiol due on anastrozole ({assessment.intent.label}): none in {days} days"
+    lines = [
+        f"Anastrozole {course.dose.description or ''} for {assessment.intent.label}: estradiol "
+        f"every {days} days to titrate the dose (target {format_number(floor)}+ pg/mL).",
+        f"Estradiol: {reason}.",
+    ]
+    uninformative = [
+        r
+        for r in record.results("estradiol-serum")
+        if r.value is not None and r.is_below(floor) is None
+    ]
+    if uninformative:
+        lines.append(
+            f"{lab_line(uninformative[0])}: cannot tell whether estradiol is under "
+            f"{format_number(floor)} pg/mL; use a sensitive (LC-MS/MS) assay."
+        )
+    gaps = record.gaps_about("stradiol")
+    return [
+        Finding(
+            rule_id=RULE_ID,
+            severity=Severity.INFO,
+            summary=summary,
+            detail=detail(lines, SOURCE, gaps),
+            source=SOURCE,
+            evidence=(course.ref, *(r.ref for r in informative[:1])),
+            suggested_orders=(orders.ESTRADIOL,),
+            intent=assessment.intent,
+            data_gaps=tuple(gaps),
+        )
+    ]

@@ -1,0 +1,51 @@
+"""lipid-panel-due: no recent lipid panel while on anastrozole."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from clinical import orders
+from clinical.finding import Finding, Severity
+from clinical.intent import infer_intent
+from clinical.record import PatientRecord
+from clinical.rules.common import detail, monitoring_gap, months
+from clinical.settings import Settings
+
+RULE_ID = "lipid-panel-due"
+SOURCE = "Arimidex PI 5.3: total cholesterol increases, consider cholesterol monitoring"
+
+
+def lipid_panel_due(record: PatientRecord, settings: Settings, now: datetime) -> list[Finding]:
+    assessment = infer_intent(record, now)
+    if assessment is None or record.open_orders("lipid-panel"):
+        return []
+    course = assessment.course
+    last = record.latest_done("lipid-panel-evidence")
+    reason = monitoring_gap(
+        last.date if last else None,
+        now=now,
+        interval=settings.lipid_panel_interval,
+        start=course.start,
+        baseline_window=settings.lipid_baseline_window,
+    )
+    if reason is None:
+        return []
+    summary = f"Lipid panel due on anastrozole: {reason}"
+    if len(summary) > 140:
+        summary = "Lipid panel due on anastrozole"
+    lines = [
+        f"Lipid panel (total cholesterol or LDL): {reason}; due every "
+        f"{months(settings.lipid_panel_interval)} months and at the start of therapy.",
+    ]
+    return [
+        Finding(
+            rule_id=RULE_ID,
+            severity=Severity.INFO,
+            summary=summary,
+            detail=detail(lines, SOURCE),
+            source=SOURCE,
+            evidence=(course.ref, *((last.ref,) if last else ())),
+            suggested_orders=(orders.LIPID_PANEL,),
+            intent=assessment.intent,
+        )
+    ]

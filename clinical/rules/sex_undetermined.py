@@ -1,0 +1,40 @@
+"""sex-undetermined: sex for clinical use unknown or conflicting, so sex-specific advice is withheld."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from clinical.finding import Finding, Severity
+from clinical.intent import infer_intent
+from clinical.record import PatientRecord
+from clinical.rules.common import detail
+from clinical.settings import Settings
+
+RULE_ID = "sex-undetermined"
+SOURCE = (
+    "HL7 Sex Parameter for Clinical Use extension (US Core 8, Gender Harmony); sex-specific "
+    "thresholds are not guessed when the record is silent or conflicting"
+)
+
+
+def sex_undetermined(record: PatientRecord, settings: Settings, now: datetime) -> list[Finding]:
+    if record.sex.value is not None or not record.current_courses("aromatase-inhibitors"):
+        return []
+    lines = [
+        f"Sex for clinical use could not be determined: {record.sex.basis}.",
+        "Estradiol floors and ceilings, the premenopausal check and sex-based dose checks are "
+        "withheld; monitoring reminders still apply.",
+        "Record a sex parameter for clinical use (female-typical or male-typical) to get them.",
+    ]
+    assessment = infer_intent(record, now)
+    return [
+        Finding(
+            rule_id=RULE_ID,
+            severity=Severity.INFO,
+            summary="Sex for clinical use undetermined: sex-specific anastrozole advice withheld",
+            detail=detail(lines, SOURCE),
+            source=SOURCE,
+            evidence=(record.patient_ref,) if record.patient_ref else (),
+            intent=assessment.intent if assessment else None,
+        )
+    ]

@@ -1,0 +1,103 @@
+"""Thresholds and look-back windows: defaults with their sources; a site may change any of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from datetime import timedelta
+from typing import Any
+
+SOURCES: dict[str, str] = {
+    "estradiol_floor_pg_ml": "TRT practice: 20-30 pg/mL target commonly cited with an AI (seed 001, a "
+    "patient-education article; no guideline endorses it)",
+    "estradiol_critical_pg_ml": "Fink 2006 JCEM (MrOS): osteoporosis 15.4% vs 2.8% with total E2 < 10 pg/mL",
+    "estradiol_ceiling_pg_ml": "E2 > 40 pg/mL potentially elevated on TRT (seed 001); "
+    "adult male upper reference limit ~40-43 pg/mL (ARUP 0093247, hospital catalogues)",
+    "estradiol_target_band_pg_ml": "TRT practice (seed 001): 20-30 pg/mL on TRT with an AI; no guideline target",
+    "estradiol_interval": "TRT practice (seed 001): dose titrated to regular estradiol checks; 90 days",
+    "estradiol_grace": "Research notes rule 3: 2 weeks after an AI start before a first check is due",
+    "dexa_interval": "ASCO 2019 (Shapiro, JCO 37:2916): repeat DXA every 2 years on an AI",
+    "dexa_interval_low_bone_mass": "ASCO 2019: repeat DXA in 1 year when medically indicated "
+    "(osteopenia or T-score <= -1.0)",
+    "dexa_baseline_window": "ASCO 2019 Rec 2.1 / Arimidex PI 5.2: DXA at AI start; 6 months either side",
+    "osteoporosis_t_score": "WHO definition; ASCO 2019 Rec 3.4: bone-modifying therapy at T <= -2.5",
+    "low_bone_mass_t_score": "WHO definition of osteopenia: T-score <= -1.0",
+    "male_dexa_warning_after": "Burnett-Bowie 2009 JCEM: BMD loss in men after 1 year on anastrozole",
+    "liver_panel_interval": "LiverTox Anastrozole 2017 (rare hepatocellular injury); Lee 2020 (AI-associated "
+    "NAFLD): 12 months, site policy",
+    "liver_baseline_window": "Research notes rule 7: a baseline liver panel within 3 months of AI start",
+    "transaminase_uln_u_l": "Site default upper limit of normal for ALT/AST when the lab sends no "
+    "referenceRange (clinical-reference: 40 U/L)",
+    "transaminase_injury_multiple": "LiverTox / DILI convention: ALT or AST > 3x ULN",
+    "bilirubin_uln_mg_dl": "Site default upper limit of normal for total bilirubin (1.2 mg/dL)",
+    "bilirubin_hy_multiple": "Hy's law (FDA DILI guidance 2009): bilirubin > 2x ULN with ALT/AST > 3x ULN",
+    "lipid_panel_interval": "Arimidex PI 5.3: consider cholesterol monitoring; seeds 003/004: 12 months",
+    "lipid_baseline_window": "Arimidex PI 5.3: cholesterol at AI start; 3 months either side",
+    "glycemic_interval": "Gibb 2016 JCEM: aromatase inhibition reduced insulin sensitivity in men; "
+    "HbA1c or fasting glucose yearly",
+    "postmenopausal_age": "NCCN definition of menopause: age >= 60 years",
+    "oncology_weekly_dose_mg": "Arimidex PI 2.1: 1 mg once daily (7 mg/week); in a man on TRT "
+    "this dose risks over-suppression (seeds 001/004: TRT 0.25-0.5 mg twice weekly)",
+    "max_weekly_dose_mg": "Arimidex PI 2.1: 1 mg once daily is the labelled dose; no benefit above it",
+    "tamoxifen_switch_days": "Research notes rule 14: a switch, not a combination, when one ends "
+    "within 30 days of the other's start",
+}
+
+
+def days(n: int) -> timedelta:
+    return timedelta(days=n)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every number a rule compares against. Defaults are cited in SOURCES."""
+
+    estradiol_floor_pg_ml: float = 20.0
+    estradiol_critical_pg_ml: float = 10.0
+    estradiol_ceiling_pg_ml: float = 40.0
+    estradiol_target_band_pg_ml: tuple[float, float] = (20.0, 30.0)
+    estradiol_interval: timedelta = days(90)
+    estradiol_grace: timedelta = days(14)
+    dexa_interval: timedelta = days(730)
+    dexa_interval_low_bone_mass: timedelta = days(365)
+    dexa_baseline_window: timedelta = days(183)
+    osteoporosis_t_score: float = -2.5
+    low_bone_mass_t_score: float = -1.0
+    male_dexa_warning_after: timedelta = days(365)
+    liver_panel_interval: timedelta = days(365)
+    liver_baseline_window: timedelta = days(90)
+    transaminase_uln_u_l: float = 40.0
+    transaminase_injury_multiple: float = 3.0
+    bilirubin_uln_mg_dl: float = 1.2
+    bilirubin_hy_multiple: float = 2.0
+    lipid_panel_interval: timedelta = days(365)
+    lipid_baseline_window: timedelta = days(90)
+    glycemic_interval: timedelta = days(365)
+    postmenopausal_age: int = 60
+    oncology_weekly_dose_mg: float = 7.0
+    max_weekly_dose_mg: float = 7.0
+    tamoxifen_switch_days: int = 30
+    disabled_rules: frozenset[str] = field(default_factory=frozenset)
+
+    def enabled(self, rule_id: str) -> bool:
+        return rule_id not in self.disabled_rules
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Settings:
+        """A copy with some values changed; durations are given in days. Unknown keys are errors."""
+        known = {f.name: f for f in fields(self)}
+        changes: dict[str, Any] = {}
+        for key, value in overrides.items():
+            if key not in known:
+                raise ValueError(f"unknown clinical setting {key!r}")
+            current = getattr(self, key)
+            if isinstance(current, timedelta):
+                changes[key] = days(int(value))
+            elif key == "disabled_rules":
+                changes[key] = frozenset(value)
+            elif isinstance(current, tuple):
+                changes[key] = tuple(float(v) for v in value)
+            else:
+                changes[key] = type(current)(value)
+        return replace(self, **changes)
+
+
+DEFAULT_SETTINGS = Settings()

@@ -1,0 +1,53 @@
+"""Lab units normalised to the unit each rule compares in; an unknown unit gives no value."""
+
+from __future__ import annotations
+
+# Factors to the canonical unit, by the unit as labs send it (UCUM code or common text),
+# compared case-insensitively with spaces removed.
+# Estradiol: 1 pg/mL = 3.671 pmol/L (MW 272.38); 1 ng/L = 1 pg/mL.
+# Testosterone: 1 nmol/L = 28.84 ng/dL (MW 288.42); 1 ng/mL = 100 ng/dL.
+# Enzymes: 1 ukat/L = 60 U/L (IFCC); IU/L = U/L.
+# Bilirubin: 1 mg/dL = 17.1 umol/L (MW 584.66).
+_CONVERSIONS: dict[str, tuple[str, dict[str, float]]] = {
+    "estradiol": (
+        "pg/mL",
+        {"pg/ml": 1.0, "ng/l": 1.0, "pmol/l": 1 / 3.671, "pg/dl": 0.01},
+    ),
+    "testosterone": (
+        "ng/dL",
+        {"ng/dl": 1.0, "nmol/l": 28.84, "ng/ml": 100.0},
+    ),
+    "enzyme": (
+        "U/L",
+        {"u/l": 1.0, "iu/l": 1.0, "[iu]/l": 1.0, "units/l": 1.0, "ukat/l": 60.0, "µkat/l": 60.0},
+    ),
+    "bilirubin": (
+        "mg/dL",
+        {"mg/dl": 1.0, "umol/l": 1 / 17.1, "µmol/l": 1 / 17.1, "mmol/l": 1000 / 17.1},
+    ),
+    "t-score": ("", {"": 1.0, "1": 1.0, "{t-score}": 1.0, "{tscore}": 1.0, "sd": 1.0, "{sd}": 1.0}),
+}
+
+# Which quantity kind each value set's results are.
+KIND_OF_VALUESET: dict[str, str] = {
+    "estradiol-serum": "estradiol",
+    "testosterone-total": "testosterone",
+    "testosterone-free": "testosterone",
+    "liver-transaminases": "enzyme",
+    "bilirubin-total": "bilirubin",
+    "dxa-tscore": "t-score",
+}
+
+
+def canonical_unit(kind: str) -> str:
+    return _CONVERSIONS[kind][0]
+
+
+def normalise(kind: str, value: float, unit: str | None) -> float | None:
+    """The value in the kind's canonical unit, or None when the unit is not one we know."""
+    factors = _CONVERSIONS[kind][1]
+    key = (unit or "").replace(" ", "").lower()
+    factor = factors.get(key)
+    if factor is None:
+        return None
+    return value * factor

@@ -1,0 +1,122 @@
+"""The value sets in data/valuesets.json, indexed for matching codes and drug names."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from clinical.finding import Coding
+
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+CPT = "http://www.ama-assn.org/go/cpt"
+ATC = "http://www.whocc.no/atc"
+
+
+@dataclass(frozen=True)
+class ValueSets:
+    """Lookups from (system, code) and from free text to value-set names."""
+
+    by_code: dict[tuple[str, str], frozenset[str]]
+    system_aliases: dict[str, str]
+    icd10cm_prefixes: tuple[tuple[str, str], ...]  # (prefix without dot, value-set name)
+    text_pattern: re.Pattern[str]  # every drug name, whole words, one alternation
+    names_by_term: dict[str, frozenset[str]]
+    codings: dict[str, tuple[Coding, ...]]
+
+    def names_for_code(self, system: str | None, code: str | None) -> frozenset[str]:
+        if not system or not code:
+            return frozenset()
+        system = self.system_aliases.get(system, system)
+        code = code.strip()
+        if system == ICD10CM:
+            code = code.upper()
+            names = self.by_code.get((system, code)) or self.by_code.get(
+                (system, _icd_with_dot(code)), frozenset()
+            )
+            bare = code.replace(".", "")
+            extra = {name for prefix, name in self.icd10cm_prefixes if bare.startswith(prefix)}
+            return names | extra if extra else names
+        return self.by_code.get((system, code), frozenset())
+
+    def names_for_text(self, text: str | None) -> frozenset[str]:
+        if not text:
+            return frozenset()
+        found: frozenset[str] = frozenset()
+        for term in self.text_pattern.findall(text):
+            found = found | self.names_by_term[term.lower()]
+        return found
+
+    def codes(self, name: str) -> tuple[Coding, ...]:
+        return self.codings[name]
+
+    def names_for_codeable(self, concept: Any) -> frozenset[str]:
+        """Names matched by any coding of a CodeableConcept (codes only, not text)."""
+        if not isinstance(concept, dict):
+            return frozenset()
+        codings = concept.get("coding")
+        if not isinstance(codings, list):
+            return frozenset()
+        found: frozenset[str] = frozenset()
+        for coding in codings:
+            if isinstance(coding, dict):
+                names = self.names_for_code(coding.get("system"), coding.get("code"))
+                if names:
+                    found = found | names
+        return found
+
+
+def _icd_with_dot(code: str) -> str:
+    return code if "." in code or len(code) <= 3 else f"{code[:3]}.{code[3:]}"
+
+
+def build(document: dict[str, Any]) -> ValueSets:
+    by_code: dict[tuple[str, str], set[str]] = {}
+    codings: dict[str, tuple[Coding, ...]] = {}
+    for name, valueset in document["valuesets"].items():
+        entries = []
+        for entry in valueset["codes"]:
+            by_code.setdefault((entry["system"], entry["code"]), set()).add(name)
+            entries.append(Coding(entry["system"], entry["code"], entry["display"]))
+        codings[name] = tuple(entries)
+    prefixes = tuple(
+        (prefix.replace(".", ""), name)
+        for name, values in document["icd10cm_prefixes"].items()
+        if not name.startswith("_")
+        for prefix in values
+    )
+    names_by_term: dict[str, set[str]] = {}
+    for name, terms in document["text_patterns"].items():
+        if not name.startswith("_"):
+            for term in terms:
+                names_by_term.setdefault(term.lower(), set()).add(name)
+    # Longest terms first so "ethinyl estradiol" wins over "estradiol"; whole words only.
+    alternation = "|".join(re.escape(t) for t in sorted(names_by_term, key=len, reverse=True))
+    text_pattern = re.compile(rf"(?<![a-z0-9-])(?:{alternation})(?![a-z0-9-])", re.IGNORECASE)
+    return ValueSets(
+        by_code={key: frozenset(names) for key, names in by_code.items()},
+        system_aliases=dict(document["system_aliases"]),
+        icd10cm_prefixes=prefixes,
+        text_pattern=text_pattern,
+        names_by_term={term: frozenset(names) for term, names in names_by_term.items()},
+        codings=codings,
+    )
+
+
+@cache
+def load() -> ValueSets:
+    """The packaged value sets, read once."""
+    text = resources.files("clinical").joinpath("data/valuesets.json").read_text("utf-8")
+    return build(json.loads(text))
+
+
+def codes_of(names: Iterable[str]) -> tuple[Coding, ...]:
+    valuesets = load()
+    return tuple(coding for name in names for coding in valuesets.codes(name))

@@ -1,0 +1,327 @@
+"""PatientRecord extraction: tolerant of real EHR data, strict about what it compares."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from clinical.record import build_record
+
+NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
+LOINC = "http://loinc.org"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+
+def estradiol(obs_id: str = "e2", **fields: object) -> dict[str, object]:
+    resource: dict[str, object] = {
+        "resourceType": "Observation",
+        "id": obs_id,
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": "2243-4", "display": "Estradiol"}]},
+        "effectiveDateTime": "2026-10-01T08:00:00Z",
+        "valueQuantity": {"value": 11, "unit": "pg/mL", "system": "http://unitsofmeasure.org", "code": "pg/mL"},
+    }
+    resource.update(fields)
+    return resource
+
+
+def anastrozole(**fields: object) -> dict[str, object]:
+    resource: dict[str, object] = {
+        "resourceType": "MedicationRequest",
+        "id": "ana",
+        "status": "active",
+        "intent": "order",
+        "medicationCodeableConcept": {
+            "coding": [{"system": RXNORM, "code": "199224", "display": "anastrozole 1 MG Oral Tablet"}]
+        },
+        "authoredOn": "2026-01-10",
+        "dosageInstruction": [
+            {
+                "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+                "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "mg"}}],
+            }
+        ],
+    }
+    resource.update(fields)
+    return resource
+
+
+def test_estradiol_in_pmol_per_litre_is_converted_to_pg_per_ml() -> None:
+    record = build_record([estradiol(valueQuantity={"value": 55, "unit": "pmol/L"})], NOW)
+    result = record.latest("estradiol-serum")
+    assert result is not None
+    assert result.value == pytest.approx(55 / 3.671)
+    assert result.unit == "pg/mL"
+
+
+def test_testosterone_in_nmol_per_litre_is_converted_to_ng_per_dl() -> None:
+    obs = estradiol(
+        code={"coding": [{"system": LOINC, "code": "2986-8"}]},
+        valueQuantity={"value": 10, "unit": "nmol/L"},
+    )
+    result = build_record([obs], NOW).latest("testosterone-total")
+    assert result is not None
+    assert result.value == pytest.approx(288.4)
+
+
+def test_unknown_unit_is_left_out_and_said() -> None:
+    record = build_record([estradiol(valueQuantity={"value": 11, "unit": "mIU/mL"})], NOW)
+    assert record.latest("estradiol-serum") is None
+    assert record.results("estradiol-serum")[0].unit_unknown
+    assert any("mIU/mL" in gap and "Observation/e2" in gap for gap in record.data_gaps)
+
+
+@pytest.mark.parametrize(
+    ("value", "comparator", "number"),
+    [
+        ({"valueString": "<5 pg/mL"}, "<", 5.0),
+        ({"valueString": " <= 2,5 pg/mL"}, "<=", 2.5),
+        ({"valueQuantity": {"value": 5, "comparator": "<", "unit": "pg/mL"}}, "<", 5.0),
+        ({"valueString": "12 pg/mL"}, None, 12.0),
+    ],
+)
+def test_comparators_and_value_strings_are_read(
+    value: dict[str, object], comparator: str | None, number: float
+) -> None:
+    obs = estradiol()
+    del obs["valueQuantity"]
+    obs.update(value)
+    result = build_record([obs], NOW).latest("estradiol-serum")
+    assert result is not None
+    assert (result.comparator, result.value) == (comparator, number)
+
+
+def test_a_less_than_result_is_below_its_bound_but_cannot_tell_below_a_lower_one() -> None:
+    obs = estradiol(valueString="<30 pg/mL")
+    del obs["valueQuantity"]
+    result = build_record([obs], NOW).latest("estradiol-serum")
+    assert result is not None
+    assert result.is_below(30) is True
+    assert result.is_below(20) is None
+
+
+@pytest.mark.parametrize("status", ["entered-in-error", "cancelled", "registered"])
+def test_results_with_void_status_are_ignored(status: str) -> None:
+    assert build_record([estradiol(status=status)], NOW).results("estradiol-serum") == []
+
+
+def test_final_is_preferred_over_preliminary_on_the_same_day() -> None:
+    preliminary = estradiol("p", status="preliminary", effectiveDateTime="2026-10-01T09:00:00Z")
+    final = estradiol("f", effectiveDateTime="2026-10-01T08:00:00Z", valueQuantity={"value": 25, "unit": "pg/mL"})
+    result = build_record([preliminary, final], NOW).latest("estradiol-serum")
+    assert result is not None and result.ref == "Observation/f"
+
+
+@pytest.mark.parametrize(
+    "dates",
+    [
+        {"effectivePeriod": {"start": "2026-09-03"}},
+        {"issued": "2026-09-03T10:11:12+02:00"},
+        {"effectiveInstant": "2026-09-03T00:00:00Z"},
+    ],
+)
+def test_date_comes_from_period_instant_or_issued(dates: dict[str, object]) -> None:
+    obs = estradiol()
+    del obs["effectiveDateTime"]
+    obs.update(dates)
+    result = build_record([obs], NOW).latest("estradiol-serum")
+    assert result is not None and result.date.date().isoformat().startswith("2026-09-0")
+
+
+def test_results_contained_in_a_diagnostic_report_take_its_date() -> None:
+    alt = {
+        "resourceType": "Observation",
+        "id": "alt",
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": "1742-6"}]},
+        "valueQuantity": {"value": 150, "unit": "U/L"},
+        "referenceRange": [{"high": {"value": 40, "unit": "U/L"}}],
+    }
+    report = {
+        "resourceType": "DiagnosticReport",
+        "id": "hfp",
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": "24325-3"}]},
+        "effectiveDateTime": "2026-08-15",
+        "contained": [alt],
+        "result": [{"reference": "#alt"}],
+    }
+    record = build_record([report], NOW)
+    result = record.latest("liver-transaminases")
+    assert result is not None
+    assert (result.value, result.reference_high, result.ref) == (150.0, 40.0, "DiagnosticReport/hfp")
+    assert result.date.date().isoformat() == "2026-08-15"
+    assert record.latest_done("hepatic-function-panel") is not None
+
+
+def test_drug_coded_only_by_text_is_matched() -> None:
+    order = anastrozole(medicationCodeableConcept={"text": "Anastrozole 0.5 mg compounded capsule"})
+    (course,) = build_record([order], NOW).courses("anastrozole")
+    assert course.matched_by == "text"
+
+
+def test_medication_reference_to_a_medication_resource_is_followed() -> None:
+    medication = {
+        "resourceType": "Medication",
+        "id": "m1",
+        "code": {"coding": [{"system": RXNORM, "code": "151124", "display": "Arimidex 1 MG"}]},
+    }
+    order = anastrozole(medicationReference={"reference": "Medication/m1"})
+    del order["medicationCodeableConcept"]
+    (course,) = build_record([medication, order], NOW).courses("anastrozole")
+    assert course.dose.weekly_mg == pytest.approx(7)
+
+
+def test_reason_reference_names_the_indication() -> None:
+    condition = {
+        "resourceType": "Condition",
+        "id": "bc",
+        "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "C50.911"}]},
+    }
+    order = anastrozole(reasonReference=[{"reference": "Condition/bc"}])
+    (course,) = build_record([condition, order], NOW).courses("anastrozole")
+    assert "breast-cancer" in course.reasons
+
+
+def test_draft_order_starts_now_and_is_current() -> None:
+    (course,) = build_record([anastrozole(status="draft")], NOW).current_courses("anastrozole")
+    assert course.is_draft and course.start == NOW
+
+
+@pytest.mark.parametrize(("status", "current"), [("active", True), ("on-hold", True), ("completed", False), ("stopped", False)])
+def test_medication_status_decides_whether_it_is_current(status: str, current: bool) -> None:
+    record = build_record([anastrozole(status=status)], NOW)
+    assert bool(record.current_courses("anastrozole")) is current
+
+
+def test_entered_in_error_medication_is_ignored() -> None:
+    assert build_record([anastrozole(status="entered-in-error")], NOW).courses("anastrozole") == []
+
+
+def spcu(code: str) -> dict[str, object]:
+    return {
+        "url": "http://hl7.org/fhir/StructureDefinition/patient-sexParameterForClinicalUse",
+        "extension": [
+            {
+                "url": "value",
+                "valueCodeableConcept": {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/sex-parameter-for-clinical-use",
+                            "code": code,
+                        }
+                    ]
+                },
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("gender", "extensions", "sex"),
+    [
+        ("male", [], "male"),
+        ("female", [], "female"),
+        ("unknown", [], None),
+        ("other", [], None),
+        (None, [], None),
+        ("female", [spcu("female-typical")], "female"),
+        (None, [spcu("male-typical")], "male"),
+        ("male", [spcu("female-typical")], None),
+        ("female", [spcu("specified")], None),
+        ("female", [spcu("female-typical"), spcu("male-typical")], None),
+    ],
+)
+def test_sex_for_clinical_use(gender: str | None, extensions: list[object], sex: str | None) -> None:
+    patient: dict[str, object] = {"resourceType": "Patient", "id": "p", "extension": extensions}
+    if gender:
+        patient["gender"] = gender
+    assert build_record([patient], NOW).sex.value == sex
+
+
+def test_sex_parameter_out_of_its_period_is_not_used() -> None:
+    expired = spcu("male-typical")
+    expired["extension"].append({"url": "period", "valuePeriod": {"end": "2020-01-01"}})  # type: ignore[attr-defined]
+    patient = {"resourceType": "Patient", "id": "p", "gender": "female", "extension": [expired]}
+    assert build_record([patient], NOW).sex.value == "female"
+
+
+def test_refuted_condition_is_ignored_and_resolved_one_is_inactive() -> None:
+    def condition(cid: str, **fields: object) -> dict[str, object]:
+        base: dict[str, object] = {
+            "resourceType": "Condition",
+            "id": cid,
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E29.1"}]},
+        }
+        base.update(fields)
+        return base
+
+    status = "http://terminology.hl7.org/CodeSystem/condition-"
+    record = build_record(
+        [
+            condition("a", verificationStatus={"coding": [{"system": status + "ver-status", "code": "refuted"}]}),
+            condition("b", clinicalStatus={"coding": [{"system": status + "clinical", "code": "resolved"}]}),
+        ],
+        NOW,
+    )
+    assert [c.ref for c in record.conditions] == ["Condition/b"]
+    assert record.conditions_in("hypogonadism-male") == []
+
+
+def test_icd10_code_without_dot_and_family_code_are_matched() -> None:
+    codes = ["C50911", "C50.9"]
+    resources = [
+        {"resourceType": "Condition", "id": c, "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": c}]}}
+        for c in codes
+    ]
+    assert len(build_record(resources, NOW).conditions_in("breast-cancer")) == 2
+
+
+def test_dexa_is_found_as_procedure_imaging_study_and_t_score() -> None:
+    resources = [
+        {
+            "resourceType": "Procedure",
+            "id": "dxa",
+            "status": "completed",
+            "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "77080"}]},
+            "performedDateTime": "2025-01-01",
+        },
+        {
+            "resourceType": "ImagingStudy",
+            "id": "img",
+            "status": "available",
+            "modality": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "BMD"}],
+            "started": "2025-06-01",
+        },
+        {
+            "resourceType": "Observation",
+            "id": "t",
+            "status": "final",
+            "code": {"coding": [{"system": LOINC, "code": "38267-1"}]},
+            "effectiveDateTime": "2026-02-01",
+            "valueQuantity": {"value": -2.7},
+        },
+    ]
+    record = build_record(resources, NOW)
+    last = record.last_dexa()
+    assert last is not None and last.ref == "Observation/t"
+    assert {event.ref for event in record.dexa} == {"Procedure/dxa", "ImagingStudy/img", "Observation/t"}
+    assert record.latest("dxa-tscore") is not None
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        None,
+        42,
+        "Bundle",
+        [None, 1, "x"],
+        {"resourceType": "Bundle", "entry": [{"resource": None}, 5, {"resource": {"resourceType": 7}}]},
+        {"resourceType": "Observation", "code": "2243-4", "valueQuantity": "11"},
+        {"resourceType": "MedicationRequest", "status": ["active"], "dosageInstruction": {"text": 5}},
+        {"resourceType": "Patient", "extension": [None, {"url": None}], "birthDate": 1990},
+    ],
+)
+def test_malformed_input_gives_an_empty_or_partial_record_not_an_error(junk: object) -> None:
+    build_record(junk, NOW)
