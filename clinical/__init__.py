@@ -1,6 +1,6 @@
 """The clinical core: FHIR R4 JSON -> PatientRecord -> findings. Pure: no I/O, no clock."""
 
-from clinical.evaluate import evaluate, evaluate_record
+from clinical.evaluate import evaluate, evaluate_json, evaluate_record
 from clinical.finding import Coding, Finding, Intent, Severity, SuggestedOrder
 from clinical.record import PatientRecord, build_record
 from clinical.settings import DEFAULT_SETTINGS, SOURCES, Settings
@@ -17,5 +17,6 @@ __all__ = [
     "SuggestedOrder",
     "build_record",
     "evaluate",
+    "evaluate_json",
     "evaluate_record",
 ]

@@ -140,10 +140,11 @@ _NUMBER_WORDS: Final[dict[str, float]] = {
     "one quarter": 0.25,
 }
 
+_LONGEST_SIG: Final = 2000  # characters read: a sig is short, and the hot path stays bounded
 _TEXT_TRANSLATION: Final = str.maketrans(
     {"½": " 1/2", "¼": " 1/4", "¾": " 3/4", "µ": "u", "μ": "u", "–": "-", "—": "-"}
 )
-_DIGIT_COMMA = re.compile(r"(\d+),(\d+)")
+_DIGIT_COMMA = re.compile(r"(?<!\d)(\d+),(\d+)")
 # Epic writes "2 (two) times a week", "1 (one) tablet".
 _NUMBER_IN_WORDS = re.compile(
     r"(\d)\s*\((?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|half)\)"
@@ -224,17 +225,21 @@ _FREQUENCY_RULES: Final[tuple[tuple[str, str], ...]] = (
     ("monthly", r"\bmonthly\b|\b(?:every|each|per|a)\s+month\b|/\s*month\b|\bq\s*month\b"),
     ("7", r"\bdaily\b|\b(?:every|each|per|a)\s+day\b|/\s*(?:day|d)\b|\bq\.?d\b|\bqday\b|\bod\b"),
 )
+# Every rule starts a word (or at "/"); the guard lets the engine skip other positions at once.
 _FREQUENCY = re.compile(
-    "|".join(
+    r"(?:(?<!\w)(?=\w)|(?=/))(?:"
+    + "|".join(
         f"(?P<k{index}>{pattern.replace('{n}', f'(?P<n{index}>{_NUM})')})"
         for index, (_, pattern) in enumerate(_FREQUENCY_RULES)
     )
+    + ")"
 )
 # Once a day implied by the time of day, when nothing says how often.
 _DAILY_BY_TIME_OF_DAY = re.compile(
     r"\b(?:every|each|in\s+the)\s+(?:morning|evening|night)\b|\bnightly\b"
     r"|\bat\s+(?:bedtime|night)\b|\bq\.?\s?(?:am|pm|hs)\b|\bhs\b|\bmane\b|\bnocte\b"
 )
+_LISTED = re.compile(r"(?:[/,&+]|\band)\s*$")
 _DAY_TOKEN = re.compile(
     rf"\b(?P<first>{_DAY_WORD})\b(?:\s*(?:-|to|through|thru)\s*(?P<last>{_DAY_WORD})\b)?"
     r"|\b(?P<mwf>m\s*[/,-]?\s*w\s*[/,-]?\s*f)\b|\b(?P<tth>tu?\s*[/&]\s*th|tth)\b"
@@ -336,6 +341,7 @@ def _entry_dose(entry: dict[object, object], strength: float | None) -> _EntryDo
         entry.get("asNeededBoolean") is True
         or entry.get("asNeeded") is True
         or isinstance(entry.get("asNeededCodeableConcept"), dict)
+        or bool(isinstance(entry.get("asNeededFor"), list) and entry.get("asNeededFor"))
     )
     from_text = False
     if amount is None or amount.mg is None or schedule is None:
@@ -535,7 +541,7 @@ def _parse_text(text: str, strength: float | None) -> tuple[_Amount | None, _Sch
 
 
 def _normalise(text: str) -> str:
-    text = text.lower().translate(_TEXT_TRANSLATION)
+    text = text[:_LONGEST_SIG].lower().translate(_TEXT_TRANSLATION)
     text = _DIGIT_COMMA.sub(_decimal_comma, text)
     text = _NUMBER_IN_WORDS.sub(r"\1", text)
     return _ONCE_TWICE.sub(lambda m: _ONCE_TWICE_AS_TIMES[m.group(1)], text)
@@ -665,8 +671,14 @@ def _text_days(text: str) -> tuple[int, ...]:
         elif match.group("tth"):
             days.update((1, 3))
         else:
-            first = _WEEK_DAYS.index(match.group("first")[:3])
-            last_word = match.group("last")
+            first_word, last_word = match.group("first"), match.group("last")
+            if (
+                first_word in ("sat", "sun")
+                and not last_word
+                and not _LISTED.search(text, max(0, match.start() - 6), match.start())
+            ):
+                continue  # "avoid sun": counted only in a list of days ("mon/thu/sun")
+            first = _WEEK_DAYS.index(first_word[:3])
             last = _WEEK_DAYS.index(last_word[:3]) if last_word else first
             days.update(day % 7 for day in range(first, first + (last - first) % 7 + 1))
     return tuple(sorted(days))
@@ -703,8 +715,8 @@ def _non_negative(value: object) -> float | None:
         number = value
     elif isinstance(value, int) and not isinstance(value, bool):
         number = float(value) if -_LARGEST_INT < value < _LARGEST_INT else math.inf
-    elif isinstance(value, str) and _PLAIN_DECIMAL.fullmatch(value.strip()):
-        number = float(value)
+    elif isinstance(value, str) and _PLAIN_DECIMAL.fullmatch(stripped := value.strip()):
+        number = float(stripped)
     else:
         return None
     return number if math.isfinite(number) and number >= 0 else None

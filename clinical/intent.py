@@ -95,7 +95,15 @@ def medication_clues(record: PatientRecord, now: datetime) -> list[Clue]:
 
 
 def infer_intent(record: PatientRecord, now: datetime) -> IntentAssessment | None:
-    """None when the patient is not on anastrozole (current or draft)."""
+    """None when the patient is not on anastrozole (current or draft). Read once per record."""
+    memo = record.memo.get("intent")
+    if memo is None or memo[0] != now:
+        memo = record.memo["intent"] = (now, _infer_intent(record, now))
+    assessment: IntentAssessment | None = memo[1]
+    return assessment
+
+
+def _infer_intent(record: PatientRecord, now: datetime) -> IntentAssessment | None:
     course = anastrozole_course(record)
     if course is None:
         return None

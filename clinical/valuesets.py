@@ -30,21 +30,28 @@ class ValueSets:
     text_pattern: re.Pattern[str]  # every drug name, whole words, one alternation
     names_by_term: dict[str, frozenset[str]]
     codings: dict[str, tuple[Coding, ...]]
+    aliased: frozenset[str] = frozenset()  # canonical systems some alias points to
 
     def names_for_code(self, system: str | None, code: str | None) -> frozenset[str]:
         if not system or not code:
-            return frozenset()
+            return _NONE
+        found = self.by_code.get((system, code))
+        if found is not None:
+            return found
+        # Slow path only for codes that may be written another way: an aliased system (an OID),
+        # ICD-10-CM without its dot or as a family, or stray white space.
         system = self.system_aliases.get(system, system)
-        code = code.strip()
+        if system != ICD10CM and system not in self.aliased and code == code.strip():
+            return _NONE
         if system == ICD10CM:
-            code = code.upper()
+            code = code.strip().upper()
             names = self.by_code.get((system, code)) or self.by_code.get(
-                (system, _icd_with_dot(code)), frozenset()
+                (system, _icd_with_dot(code)), _NONE
             )
             bare = code.replace(".", "")
             extra = {name for prefix, name in self.icd10cm_prefixes if bare.startswith(prefix)}
             return names | extra if extra else names
-        return self.by_code.get((system, code), frozenset())
+        return self.by_code.get((system, code.strip()), _NONE)
 
     def names_for_text(self, text: str | None) -> frozenset[str]:
         if not text:
@@ -59,18 +66,29 @@ class ValueSets:
 
     def names_for_codeable(self, concept: Any) -> frozenset[str]:
         """Names matched by any coding of a CodeableConcept (codes only, not text)."""
+        return self.match(concept)[0]
+
+    def match(self, concept: Any) -> tuple[frozenset[str], dict[str, Any] | None]:
+        """Names matched by a CodeableConcept's codings, and the first coding that matched."""
         if not isinstance(concept, dict):
-            return frozenset()
+            return _NONE, None
         codings = concept.get("coding")
         if not isinstance(codings, list):
-            return frozenset()
-        found: frozenset[str] = frozenset()
+            return _NONE, None
+        found = _NONE
+        first: dict[str, Any] | None = None
         for coding in codings:
             if isinstance(coding, dict):
                 names = self.names_for_code(coding.get("system"), coding.get("code"))
                 if names:
-                    found = found | names
-        return found
+                    if first is None:
+                        first, found = coding, names
+                    else:
+                        found = found | names
+        return found, first
+
+
+_NONE: frozenset[str] = frozenset()
 
 
 def _icd_with_dot(code: str) -> str:
@@ -103,6 +121,7 @@ def build(document: dict[str, Any]) -> ValueSets:
     return ValueSets(
         by_code={key: frozenset(names) for key, names in by_code.items()},
         system_aliases=dict(document["system_aliases"]),
+        aliased=frozenset(document["system_aliases"].values()),
         icd10cm_prefixes=prefixes,
         text_pattern=text_pattern,
         names_by_term={term: frozenset(names) for term, names in names_by_term.items()},

@@ -396,6 +396,17 @@ def test_concurrent_dosage_with_unknown_dose_makes_the_total_unknown() -> None:
     assert dose.doses_per_week == pytest.approx(14.0)
 
 
+def test_dosage_without_sequence_runs_with_the_first_sequence() -> None:
+    dose = parse_dosage(
+        [
+            dosage(quantity(1), repeat=DAILY, sequence=2),
+            dosage(quantity(0.5), repeat=TWICE_WEEKLY, sequence=1),
+            dosage(quantity(0.25), repeat={"frequency": 1, "period": 1, "periodUnit": "wk"}),
+        ]
+    )
+    assert dose.weekly_mg == pytest.approx(1.25)
+
+
 def test_first_sequence_without_any_dose_falls_to_the_next() -> None:
     dose = parse_dosage(
         [{"sequence": 1, "text": "see note"}, dosage(quantity(1), repeat=DAILY, sequence=2)]
@@ -511,8 +522,23 @@ def test_biweekly_is_ambiguous_and_not_guessed() -> None:
     assert "ambiguous" in dose.description
 
 
-def test_word_sun_does_not_count_as_sunday() -> None:
-    assert parse_dosage([{"text": "avoid sun; 1 mg daily"}]).weekly_mg == pytest.approx(7.0)
+@pytest.mark.parametrize(
+    ("text", "weekly"),
+    [
+        ("avoid sun; 1 mg daily", 7.0),
+        ("0.5 mg Mon and Thu, avoid sun", 1.0),
+        ("0.5 mg mon/thu/sun", 1.5),
+        ("0.5 mg Friday and Sun", 1.0),
+    ],
+)
+def test_word_sun_counts_as_sunday_only_in_a_list_of_days(text: str, weekly: float) -> None:
+    assert parse_dosage([{"text": text}]).weekly_mg == pytest.approx(weekly)
+
+
+def test_weekday_range_counts_every_day_in_it() -> None:
+    dose = parse_dosage([{"text": "0.5 mg Mon-Fri"}])
+    assert dose.weekly_mg == pytest.approx(2.5)
+    assert dose.description == "0.5 mg 5 times weekly (Mon, Tue, Wed, Thu, Fri)"
 
 
 # --- nothing usable ------------------------------------------------------------------------------
