@@ -214,6 +214,9 @@ _FREQUENCY_RULES: Final[tuple[tuple[str, str], ...]] = (
     ("per_month", _TIMES + r"(?:month|monthly|mo)\b"),
     ("per_day", r"(?<![\w.]){n}\s*(?:/|per)\s*(?:day|d)\b"),
     ("per_week", r"(?<![\w.]){n}\s*(?:/|per)\s*(?:week|wk)\b"),
+    ("per_day", r"\bx\s*{n}\s*(?:/|per|a|each|every)\s*(?:day|d)\b"),
+    ("per_week", r"\bx\s*{n}\s*(?:/|per|a|each|every)\s*(?:week|wk)\b"),
+    ("per_week", r"(?<![\w.]){n}\s*days?\s*(?:a|per|/|each|every|in\s+a)\s*(?:week|wk)\b"),
     ("14", r"\bb\.?i\.?d\b|\bbd\b"),
     ("21", r"\bt\.?i\.?d\b|\btds\b"),
     ("28", r"\bq\.?i\.?d\b|\bqds\b"),
@@ -694,11 +697,11 @@ def _text_number(text: str) -> float | None:
     whole, _, fraction = text.rpartition(" ")
     if "/" in fraction:
         numerator, _, denominator = fraction.partition("/")
-        if not all(part.isdigit() and len(part) <= 9 for part in (numerator, denominator)):
+        if not all(part.isdecimal() and len(part) <= 9 for part in (numerator, denominator)):
             return None
         if int(denominator) == 0:
             return None
-        value = int(numerator) / int(denominator) + (float(whole) if whole.isdigit() else 0.0)
+        value = int(numerator) / int(denominator) + (float(whole) if whole.isdecimal() else 0.0)
         return _finite(value)
     try:
         return _finite(float(text))

@@ -7,7 +7,7 @@ anastrozole with no breast-cancer context is "unclear, say so".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from clinical.finding import Intent
@@ -40,6 +40,20 @@ class IntentAssessment:
     course: MedicationCourse  # the anastrozole course judged: a draft first, else the newest
     clues: tuple[Clue, ...]  # the evidence at the level that decided, and below
     explanation: str  # one sentence a clinician can check
+    therapy_start: datetime | None = None  # when the patient started anastrozole
+    new_start: bool = False  # a draft order with no running course: therapy starts now
+
+
+def therapy_start(record: PatientRecord) -> tuple[datetime | None, bool]:
+    """When anastrozole began: the earliest running course. A draft renewing or changing a
+    running course is not a new start; a draft with nothing running starts now."""
+    current = record.current_courses("anastrozole")
+    starts = [c.start for c in current if c.start is not None and not c.is_draft]
+    if starts:
+        return min(starts), False
+    if any(c.is_draft for c in current):
+        return record.as_of, True
+    return None, False
 
 
 def anastrozole_course(record: PatientRecord) -> MedicationCourse | None:
@@ -104,6 +118,14 @@ def infer_intent(record: PatientRecord, now: datetime) -> IntentAssessment | Non
 
 
 def _infer_intent(record: PatientRecord, now: datetime) -> IntentAssessment | None:
+    assessment = _decide(record, now)
+    if assessment is None:
+        return None
+    start, new = therapy_start(record)
+    return replace(assessment, therapy_start=start, new_start=new)
+
+
+def _decide(record: PatientRecord, now: datetime) -> IntentAssessment | None:
     course = anastrozole_course(record)
     if course is None:
         return None

@@ -220,6 +220,7 @@ class PatientRecord:
     dexa: list[Event] = field(default_factory=list)
     orders: list[Event] = field(default_factory=list)
     data_gaps: list[str] = field(default_factory=list)
+    gaps_by_valueset: dict[str, list[str]] = field(default_factory=dict)
     memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -264,8 +265,10 @@ class PatientRecord:
     def open_orders(self, group: str) -> list[Event]:
         return [order for order in self.orders if group in order.groups]
 
-    def gaps_about(self, *words: str) -> list[str]:
-        return [gap for gap in self.data_gaps if any(word in gap for word in words)]
+    def gaps_for(self, *valuesets: str) -> list[str]:
+        """What was left out of these value sets' results, and why."""
+        gaps = (gap for valueset in valuesets for gap in self.gaps_by_valueset.get(valueset, ()))
+        return list(dict.fromkeys(gaps))
 
 
 def _sent_text(sent: tuple[str | None, float | None, str]) -> str:
@@ -588,10 +591,13 @@ class _Reader:
         high = _reference_high(resource.get("referenceRange"))
         converted = normalise(kind, number, unit)
         if converted is None:
-            self.gap(
+            gap = (
                 f"{name or code_label} {_sent_text(sent)} on {when.date().isoformat()} ({ref}) "
                 f"was left out: unit {unit or '(none)'!r} is not one the rules can compare"
             )
+            self.gap(gap)
+            for group in groups:
+                self.record.gaps_by_valueset.setdefault(group, []).append(gap)
             return LabResult(
                 code_label,
                 name,

@@ -18,15 +18,12 @@ SOURCE = (
 
 
 def _is_switch(one: MedicationCourse, other: MedicationCourse, days: int) -> bool:
-    """One drug ending no later than `days` after the other starts is a switch, not a combination."""
-    for first, second in ((one, other), (other, one)):
-        if (
-            first.end is not None
-            and second.start is not None
-            and first.end - second.start <= timedelta(days=days)
-        ):
-            return True
-    return False
+    """The drug started first ends no later than `days` after the other starts: a switch, not
+    a combination."""
+    if one.start is None or other.start is None:
+        return False
+    first, second_start = (one, other.start) if one.start <= other.start else (other, one.start)
+    return first.end is not None and first.end - second_start <= timedelta(days=days)
 
 
 def ai_interaction(record: PatientRecord, settings: Settings, now: datetime) -> list[Finding]:

@@ -34,9 +34,12 @@ def anastrozole_intent(record: PatientRecord, settings: Settings, now: datetime)
         why = f"Intent **{intent.label}** from: {assessment.explanation}."
     if len(summary) > 140:
         summary = f"Anastrozole: intent {intent.label}"
-    started = f"started {day(course.start)}" if course.start else "start date not recorded"
-    if course.is_draft:
-        started = "draft order"
+    start = assessment.therapy_start
+    started = f"on anastrozole since {day(start)}" if start else "start date not recorded"
+    if assessment.new_start:
+        started = "draft order: starts now"
+    elif course.is_draft:
+        started = f"draft order; {started}"
     lines = [
         f"{course.name} ({started}; {course.status}; matched by {course.matched_by})",
         why,

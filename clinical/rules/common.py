@@ -46,17 +46,16 @@ def monitoring_gap(
     return None
 
 
-def newest_pair_date(
-    record: PatientRecord, valueset: str, codes: tuple[str, str]
-) -> datetime | None:
-    """The date by which both tests (e.g. ALT and AST) had been done at least once."""
-    dates = []
+def newest_pair(record: PatientRecord, valueset: str, codes: tuple[str, str]) -> LabResult | None:
+    """Of the newest result of each test (e.g. ALT and AST), the older: by its date both
+    had been done at least once. None when one of them never was."""
+    newest = []
     for code in codes:
-        newest = next((r.date for r in record.results(valueset) if r.code.endswith(code)), None)
-        if newest is None:
+        result = next((r for r in record.results(valueset) if r.code.endswith(code)), None)
+        if result is None:
             return None
-        dates.append(newest)
-    return min(dates)
+        newest.append(result)
+    return min(newest, key=lambda result: result.date)
 
 
 def lab_line(result: LabResult) -> str:

@@ -51,11 +51,11 @@ def estradiol_high(record: PatientRecord, settings: Settings, now: datetime) -> 
             rule_id=RULE_ID,
             severity=Severity.INFO,
             summary=summary,
-            detail=detail(lines, SOURCE, record.gaps_about("stradiol")),
+            detail=detail(lines, SOURCE, record.gaps_for("estradiol-serum")),
             source=SOURCE,
             evidence=(latest.ref, *(course.ref for course in testosterone)),
             suggested_orders=(orders.ESTRADIOL,),
             intent=assessment.intent if assessment else None,
-            data_gaps=tuple(record.gaps_about("stradiol")),
+            data_gaps=tuple(record.gaps_for("estradiol-serum")),
         )
     ]

@@ -26,9 +26,8 @@ def estradiol_low(record: PatientRecord, settings: Settings, now: datetime) -> l
     course = assessment.course
     # A draft order is judged on the estradiol it would start from; a running course on
     # results since it started (earlier ones do not show its effect).
-    since = (
-        now - settings.estradiol_interval if course.is_draft or not course.start else course.start
-    )
+    start = assessment.therapy_start
+    since = now - settings.estradiol_interval if assessment.new_start or not start else start
     latest = record.latest("estradiol-serum", since=since)
     if latest is None or latest.is_below(settings.estradiol_floor_pg_ml) is not True:
         return []
@@ -37,7 +36,7 @@ def estradiol_low(record: PatientRecord, settings: Settings, now: datetime) -> l
         settings.estradiol_critical_pg_ml if critical else settings.estradiol_floor_pg_ml
     )
     label = "TRT" if assessment.intent is Intent.TRT_MODULATION else "fertility"
-    if course.is_draft:
+    if assessment.new_start:
         summary = (
             f"Estradiol {latest.shown()} before starting anastrozole ({label}): "
             f"already below {floor} pg/mL floor"
@@ -55,7 +54,7 @@ def estradiol_low(record: PatientRecord, settings: Settings, now: datetime) -> l
         f"Intent {assessment.intent.label}: target band {format_number(low)}-"
         f"{format_number(high)} pg/mL (practice target, not guideline-endorsed).",
         f"Anastrozole {course.dose.description or 'dose not stated'}"
-        + (f", started {day(course.start)}" if course.start and not course.is_draft else ""),
+        + (f", since {day(start)}" if start and not assessment.new_start else ""),
     ]
     if critical:
         lines.append(
@@ -77,12 +76,12 @@ def estradiol_low(record: PatientRecord, settings: Settings, now: datetime) -> l
             rule_id=RULE_ID,
             severity=Severity.CRITICAL if critical else Severity.WARNING,
             summary=summary,
-            detail=detail(lines, SOURCE, record.gaps_about("stradiol")),
+            detail=detail(lines, SOURCE, record.gaps_for("estradiol-serum")),
             source=SOURCE,
             evidence=(latest.ref, course.ref),
             suggested_orders=(orders.ESTRADIOL,),
             intent=assessment.intent,
-            data_gaps=tuple(record.gaps_about("stradiol")),
+            data_gaps=tuple(record.gaps_for("estradiol-serum")),
         )
     ]
 

@@ -25,8 +25,10 @@ def estradiol_monitoring_due(
     assessment = infer_intent(record, now)
     if assessment is None or assessment.intent not in MODULATION:
         return []
+    if record.open_orders("estradiol-serum"):
+        return []  # already ordered
     course = assessment.course
-    start = None if course.is_draft else course.start
+    start = None if assessment.new_start else assessment.therapy_start
     if start is not None and now - start < settings.estradiol_grace:
         return []  # too soon after starting for a result to mean anything
     floor = settings.estradiol_floor_pg_ml
@@ -44,7 +46,7 @@ def estradiol_monitoring_due(
         return []
     if last is None and start is not None:
         reason = f"none since anastrozole started on {day(start)}"
-    if course.is_draft:
+    if assessment.new_start:
         reason = f"no baseline before starting anastrozole ({reason})"
     days = settings.estradiol_interval.days
     summary = f"Estradiol due on anastrozole ({assessment.intent.label}): {reason}"
@@ -65,7 +67,7 @@ def estradiol_monitoring_due(
             f"{lab_line(uninformative[0])}: cannot tell whether estradiol is under "
             f"{format_number(floor)} pg/mL; use a sensitive (LC-MS/MS) assay."
         )
-    gaps = record.gaps_about("stradiol")
+    gaps = record.gaps_for("estradiol-serum")
     return [
         Finding(
             rule_id=RULE_ID,

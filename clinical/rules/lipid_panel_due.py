@@ -25,7 +25,7 @@ def lipid_panel_due(record: PatientRecord, settings: Settings, now: datetime) ->
         last.date if last else None,
         now=now,
         interval=settings.lipid_panel_interval,
-        start=course.start,
+        start=assessment.therapy_start,
         baseline_window=settings.lipid_baseline_window,
     )
     if reason is None:

@@ -23,9 +23,8 @@ def liver_injury_on_ai(record: PatientRecord, settings: Settings, now: datetime)
     if assessment is None:
         return []
     course = assessment.course
-    since = (
-        now - settings.liver_panel_interval if course.is_draft or not course.start else course.start
-    )
+    start = assessment.therapy_start
+    since = now - settings.liver_panel_interval if assessment.new_start or not start else start
     worst: tuple[float, LabResult, float] | None = None  # (multiple of ULN, result, ULN)
     for code in ("1742-6", "1920-8"):  # ALT, AST
         result = next(
@@ -77,6 +76,7 @@ def liver_injury_on_ai(record: PatientRecord, settings: Settings, now: datetime)
         lab_line(result) + f" (ULN {format_number(uln)} U/L from {uln_source})",
         f"{analyte} above {format_number(settings.transaminase_injury_multiple)}x the upper limit of normal.",
     ]
+    gaps = record.gaps_for("liver-transaminases", "bilirubin-total")
     evidence = [result.ref, course.ref]
     if bilirubin is not None:
         lines.append(lab_line(bilirubin) + (" (above 2x ULN: Hy's law)" if hy else ""))
@@ -87,7 +87,8 @@ def liver_injury_on_ai(record: PatientRecord, settings: Settings, now: datetime)
             rule_id=RULE_ID,
             severity=Severity.CRITICAL if hy else Severity.WARNING,
             summary=summary,
-            detail=detail(lines, SOURCE, record.gaps_about("minotransferase", "ilirubin")),
+            detail=detail(lines, SOURCE, gaps),
+            data_gaps=tuple(gaps),
             source=SOURCE,
             evidence=tuple(dict.fromkeys(evidence)),
             intent=assessment.intent,

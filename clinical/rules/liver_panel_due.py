@@ -7,8 +7,8 @@ from datetime import datetime
 from clinical import orders
 from clinical.finding import Finding, Severity
 from clinical.intent import infer_intent
-from clinical.record import PatientRecord
-from clinical.rules.common import detail, monitoring_gap, months, newest_pair_date
+from clinical.record import LabResult, PatientRecord
+from clinical.rules.common import detail, monitoring_gap, months, newest_pair
 from clinical.settings import Settings
 
 RULE_ID = "liver-panel-due"
@@ -20,14 +20,14 @@ _PANEL = "24325-3"
 _ALT_AST = ("1742-6", "1920-8")
 
 
-def last_liver_panel(record: PatientRecord) -> datetime | None:
-    """A hepatic function panel, or ALT and AST both done."""
+def last_liver_panel(record: PatientRecord) -> LabResult | None:
+    """The newest hepatic function panel, or the older of the newest ALT and AST."""
     panel = next(
-        (r.date for r in record.results("hepatic-function-panel") if r.code.endswith(_PANEL)), None
+        (r for r in record.results("hepatic-function-panel") if r.code.endswith(_PANEL)), None
     )
-    pair = newest_pair_date(record, "liver-transaminases", _ALT_AST)
-    dates = [d for d in (panel, pair) if d is not None]
-    return max(dates) if dates else None
+    pair = newest_pair(record, "liver-transaminases", _ALT_AST)
+    done = [result for result in (panel, pair) if result is not None]
+    return max(done, key=lambda result: result.date) if done else None
 
 
 def liver_panel_due(record: PatientRecord, settings: Settings, now: datetime) -> list[Finding]:
@@ -35,11 +35,12 @@ def liver_panel_due(record: PatientRecord, settings: Settings, now: datetime) ->
     if assessment is None or record.open_orders("hepatic-function-panel"):
         return []
     course = assessment.course
+    last = last_liver_panel(record)
     reason = monitoring_gap(
-        last_liver_panel(record),
+        last.date if last else None,
         now=now,
         interval=settings.liver_panel_interval,
-        start=course.start,
+        start=assessment.therapy_start,
         baseline_window=settings.liver_baseline_window,
     )
     if reason is None:
@@ -58,7 +59,7 @@ def liver_panel_due(record: PatientRecord, settings: Settings, now: datetime) ->
             summary=summary,
             detail=detail(lines, SOURCE),
             source=SOURCE,
-            evidence=(course.ref,),
+            evidence=(course.ref, *((last.ref,) if last else ())),
             suggested_orders=(orders.HEPATIC_PANEL,),
             intent=assessment.intent,
         )

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from clinical.dosage import Dose, parse_dosage
@@ -463,6 +463,12 @@ TEXT_CASES = [
     ("0,5 mg twice weekly", None, 1.0),
     ("1,000 mcg daily", None, 7.0),
     ("0.5 mg 2 times per week", None, 1.0),
+    ("0.5 mg x2/week", None, 1.0),
+    ("0.5 mg 2 days a week", None, 1.0),
+    ("0.5 mg daily x 2 weeks", None, 3.5),
+    ("Take 1 tablet by mouth 1 (one) time each day.", 1.0, 7.0),
+    ("Take 0.25 mg by mouth every Monday, Wednesday and Friday", None, 0.75),
+    ("0.5 mg every 84 hours", None, 1.0),
     ("0.5 mg every 2 weeks", None, 0.25),
     ("1 mg q8h", None, 21.0),
     ("1 mg/day", None, 7.0),
@@ -763,6 +769,8 @@ def test_arbitrary_json_never_raises(value: object, strength: Any) -> None:
 
 @settings(max_examples=300)
 @given(st.lists(dosage_dicts | json_values, max_size=4), strengths)
+@example([{"doseAndRate": [{"doseQuantity": {"value": "0\x1f", "unit": "mg"}}]}], None)
+@example([{"doseAndRate": [{"doseQuantity": {"value": 10**400, "unit": "mg"}}]}], 10**400)
 def test_dosage_shaped_dicts_never_raise(dosages: list[object], strength: Any) -> None:
     assert_well_formed(parse_dosage(dosages, strength))
 
