@@ -5,11 +5,15 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import orjson
 
 from anastrozole_cds import __version__
+
+if TYPE_CHECKING:
+    from anastrozole_cds.config import ProductSettings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,7 +61,8 @@ def evaluate(file: Path, now_text: str | None, as_json: bool) -> None:
         click.echo(f"[{finding.severity.value.upper():8}] {finding.rule_id}: {finding.summary}")
 
 
-def _product_settings(config: Path | None):  # -> ProductSettings
+def _product_settings(config: Path | None) -> ProductSettings:
+    """Settings for `serve` and `discovery`; a bad configuration is a clean CLI error."""
     from anastrozole_cds.config import ConfigError, load_settings
 
     try:

@@ -20,7 +20,12 @@ def estradiol(obs_id: str = "e2", **fields: object) -> dict[str, object]:
         "status": "final",
         "code": {"coding": [{"system": LOINC, "code": "2243-4", "display": "Estradiol"}]},
         "effectiveDateTime": "2026-10-01T08:00:00Z",
-        "valueQuantity": {"value": 11, "unit": "pg/mL", "system": "http://unitsofmeasure.org", "code": "pg/mL"},
+        "valueQuantity": {
+            "value": 11,
+            "unit": "pg/mL",
+            "system": "http://unitsofmeasure.org",
+            "code": "pg/mL",
+        },
     }
     resource.update(fields)
     return resource
@@ -33,7 +38,9 @@ def anastrozole(**fields: object) -> dict[str, object]:
         "status": "active",
         "intent": "order",
         "medicationCodeableConcept": {
-            "coding": [{"system": RXNORM, "code": "199224", "display": "anastrozole 1 MG Oral Tablet"}]
+            "coding": [
+                {"system": RXNORM, "code": "199224", "display": "anastrozole 1 MG Oral Tablet"}
+            ]
         },
         "authoredOn": "2026-01-10",
         "dosageInstruction": [
@@ -108,7 +115,9 @@ def test_results_with_void_status_are_ignored(status: str) -> None:
 
 def test_final_is_preferred_over_preliminary_on_the_same_day() -> None:
     preliminary = estradiol("p", status="preliminary", effectiveDateTime="2026-10-01T09:00:00Z")
-    final = estradiol("f", effectiveDateTime="2026-10-01T08:00:00Z", valueQuantity={"value": 25, "unit": "pg/mL"})
+    final = estradiol(
+        "f", effectiveDateTime="2026-10-01T08:00:00Z", valueQuantity={"value": 25, "unit": "pg/mL"}
+    )
     result = build_record([preliminary, final], NOW).latest("estradiol-serum")
     assert result is not None and result.ref == "Observation/f"
 
@@ -150,7 +159,11 @@ def test_results_contained_in_a_diagnostic_report_take_its_date() -> None:
     record = build_record([report], NOW)
     result = record.latest("liver-transaminases")
     assert result is not None
-    assert (result.value, result.reference_high, result.ref) == (150.0, 40.0, "DiagnosticReport/hfp")
+    assert (result.value, result.reference_high, result.ref) == (
+        150.0,
+        40.0,
+        "DiagnosticReport/hfp",
+    )
     assert result.date.date().isoformat() == "2026-08-15"
     assert record.latest_done("hepatic-function-panel") is not None
 
@@ -189,7 +202,10 @@ def test_draft_order_starts_now_and_is_current() -> None:
     assert course.is_draft and course.start == NOW
 
 
-@pytest.mark.parametrize(("status", "current"), [("active", True), ("on-hold", True), ("completed", False), ("stopped", False)])
+@pytest.mark.parametrize(
+    ("status", "current"),
+    [("active", True), ("on-hold", True), ("completed", False), ("stopped", False)],
+)
 def test_medication_status_decides_whether_it_is_current(status: str, current: bool) -> None:
     record = build_record([anastrozole(status=status)], NOW)
     assert bool(record.current_courses("anastrozole")) is current
@@ -233,7 +249,9 @@ def spcu(code: str) -> dict[str, object]:
         ("female", [spcu("female-typical"), spcu("male-typical")], None),
     ],
 )
-def test_sex_for_clinical_use(gender: str | None, extensions: list[object], sex: str | None) -> None:
+def test_sex_for_clinical_use(
+    gender: str | None, extensions: list[object], sex: str | None
+) -> None:
     patient: dict[str, object] = {"resourceType": "Patient", "id": "p", "extension": extensions}
     if gender:
         patient["gender"] = gender
@@ -260,8 +278,16 @@ def test_refuted_condition_is_ignored_and_resolved_one_is_inactive() -> None:
     status = "http://terminology.hl7.org/CodeSystem/condition-"
     record = build_record(
         [
-            condition("a", verificationStatus={"coding": [{"system": status + "ver-status", "code": "refuted"}]}),
-            condition("b", clinicalStatus={"coding": [{"system": status + "clinical", "code": "resolved"}]}),
+            condition(
+                "a",
+                verificationStatus={
+                    "coding": [{"system": status + "ver-status", "code": "refuted"}]
+                },
+            ),
+            condition(
+                "b",
+                clinicalStatus={"coding": [{"system": status + "clinical", "code": "resolved"}]},
+            ),
         ],
         NOW,
     )
@@ -272,7 +298,11 @@ def test_refuted_condition_is_ignored_and_resolved_one_is_inactive() -> None:
 def test_icd10_code_without_dot_and_family_code_are_matched() -> None:
     codes = ["C50911", "C50.9"]
     resources = [
-        {"resourceType": "Condition", "id": c, "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": c}]}}
+        {
+            "resourceType": "Condition",
+            "id": c,
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": c}]},
+        }
         for c in codes
     ]
     assert len(build_record(resources, NOW).conditions_in("breast-cancer")) == 2
@@ -306,7 +336,11 @@ def test_dexa_is_found_as_procedure_imaging_study_and_t_score() -> None:
     record = build_record(resources, NOW)
     last = record.last_dexa()
     assert last is not None and last.ref == "Observation/t"
-    assert {event.ref for event in record.dexa} == {"Procedure/dxa", "ImagingStudy/img", "Observation/t"}
+    assert {event.ref for event in record.dexa} == {
+        "Procedure/dxa",
+        "ImagingStudy/img",
+        "Observation/t",
+    }
     assert record.latest("dxa-tscore") is not None
 
 
@@ -317,9 +351,16 @@ def test_dexa_is_found_as_procedure_imaging_study_and_t_score() -> None:
         42,
         "Bundle",
         [None, 1, "x"],
-        {"resourceType": "Bundle", "entry": [{"resource": None}, 5, {"resource": {"resourceType": 7}}]},
+        {
+            "resourceType": "Bundle",
+            "entry": [{"resource": None}, 5, {"resource": {"resourceType": 7}}],
+        },
         {"resourceType": "Observation", "code": "2243-4", "valueQuantity": "11"},
-        {"resourceType": "MedicationRequest", "status": ["active"], "dosageInstruction": {"text": 5}},
+        {
+            "resourceType": "MedicationRequest",
+            "status": ["active"],
+            "dosageInstruction": {"text": 5},
+        },
         {"resourceType": "Patient", "extension": [None, {"url": None}], "birthDate": 1990},
     ],
 )

@@ -1,0 +1,302 @@
+"""Who is calling: the CDS client's JWT (CDS Hooks 2.0, "Trusting CDS Clients"), verified.
+
+Signature by joserfc, ES384 or RS384 only; `iss` must be a configured issuer whose key set is
+pinned (a JWKS URL or file); a `jku` header is honoured only when it is listed for that
+issuer, and never fetched otherwise; `aud` is this service's URL; `exp` and `iat` with a
+small leeway; `jti` once only (replay cache in the store).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import requests
+from joserfc import jws, jwt
+from joserfc.errors import (
+    BadSignatureError,
+    ClaimError,
+    ExpiredTokenError,
+    InvalidKeyIdError,
+    JoseError,
+    MissingClaimError,
+)
+from joserfc.jwk import KeySet
+
+from anastrozole_cds.config import IssuerConfig, ProductSettings, normalise_base_url
+from anastrozole_cds.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+ALLOWED_ALGORITHMS = ("ES384", "RS384")
+_JWKS_FETCH_TIMEOUT = (1.0, 2.0)
+_MIN_REFRESH_SECONDS = 30.0  # an unknown kid refetches a key set at most this often
+
+
+class AuthError(Exception):
+    """The caller is not trusted; `reason` is safe to return to it (no token, no key)."""
+
+    def __init__(self, reason: str, *, status: int = 401) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """A verified CDS client (or, with verification switched off, an unverified one)."""
+
+    issuer: str | None
+    fhir_servers: frozenset[str]
+    verified: bool = True
+    tenant: str | None = None
+
+    def may_use_fhir_server(self, url: str) -> bool:
+        return normalise_base_url(url) in self.fhir_servers
+
+
+@dataclass
+class _CachedKeys:
+    keys: KeySet
+    loaded_at: float
+    source_stamp: float | None = None  # file modification time
+
+
+@dataclass
+class KeySetCache:
+    """Key sets by location (URL or file), cached; an unknown kid may trigger one refresh."""
+
+    ttl_seconds: float
+    session: requests.Session = field(default_factory=requests.Session)
+    _cache: dict[str, _CachedKeys] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def keys(self, location: str, *, is_file: bool, refresh: bool = False) -> KeySet:
+        with self._lock:
+            cached = self._cache.get(location)
+        now = time.monotonic()
+        if cached is not None:
+            stale = now - cached.loaded_at > self.ttl_seconds
+            if is_file:
+                stale = stale or _mtime(location) != cached.source_stamp
+            may_refresh = refresh and now - cached.loaded_at > _MIN_REFRESH_SECONDS
+            if not stale and not may_refresh:
+                return cached.keys
+        loaded = self._load(location, is_file=is_file)
+        with self._lock:
+            self._cache[location] = loaded
+        return loaded.keys
+
+    def _load(self, location: str, *, is_file: bool) -> _CachedKeys:
+        try:
+            if is_file:
+                stamp = _mtime(location)
+                document = orjson.loads(Path(location).read_bytes())
+            else:
+                stamp = None
+                response = self.session.get(
+                    location, timeout=_JWKS_FETCH_TIMEOUT, allow_redirects=False
+                )
+                if response.status_code != 200:
+                    raise AuthError("issuer key set unavailable", status=401)
+                document = orjson.loads(response.content)
+            keys = KeySet.import_key_set(document)
+        except (
+            OSError,
+            orjson.JSONDecodeError,
+            requests.RequestException,
+            JoseError,
+            ValueError,
+            TypeError,
+        ):
+            log.error(
+                "JWKS for an issuer could not be loaded from %s", "a file" if is_file else "its URL"
+            )
+            raise AuthError("issuer key set unavailable") from None
+        return _CachedKeys(keys, time.monotonic(), stamp)
+
+
+def _mtime(location: str) -> float | None:
+    try:
+        return Path(location).stat().st_mtime
+    except OSError:
+        return None
+
+
+class JwtVerifier:
+    """Checks the `Authorization: Bearer <JWT>` of a CDS Hooks call."""
+
+    def __init__(
+        self, settings: ProductSettings, store: Store, *, session: requests.Session | None = None
+    ):
+        self.settings = settings
+        self.store = store
+        self.key_sets = KeySetCache(
+            float(settings.jwks_cache_seconds), session or requests.Session()
+        )
+
+    def verify(self, authorization: str | None, audiences: Iterable[str]) -> Caller:
+        """The caller, or AuthError with the reason. `audiences`: accepted `aud` values."""
+        if self.settings.insecure_skip_jwt_verification:
+            return Caller(None, self.settings.fhir_servers_for(None), verified=False)
+        token = _bearer(authorization)
+        header, claims = _unverified_parts(token)
+
+        alg = header.get("alg")
+        if alg not in ALLOWED_ALGORITHMS:
+            raise AuthError(f"JWT alg {alg!r} is not allowed (ES384 or RS384 only)")
+        typ = header.get("typ")
+        if typ is not None and str(typ).upper() != "JWT":
+            raise AuthError("JWT typ must be 'JWT'")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise AuthError("JWT kid header is missing")
+        iss = claims.get("iss")
+        issuer = self.settings.issuer(iss) if isinstance(iss, str) else None
+        if issuer is None:
+            raise AuthError("JWT issuer is not trusted")
+
+        key_set_location, is_file = _key_location(issuer, header.get("jku"))
+        key = self._key(key_set_location, is_file, kid)
+        try:
+            verified = jwt.decode(token, key, algorithms=[alg])
+        except BadSignatureError:
+            raise AuthError("JWT signature is not valid") from None
+        except JoseError:
+            raise AuthError("JWT could not be verified with the issuer's key") from None
+
+        self._check_claims(verified.claims, issuer, audiences)
+        expires = datetime.fromtimestamp(
+            float(verified.claims["exp"]) + self.settings.jwt_leeway_seconds, UTC
+        )
+        try:
+            fresh = self.store.remember_jti(issuer.iss, str(verified.claims["jti"]), expires)
+        except StoreError:
+            raise AuthError("replay cache unavailable, try again", status=503) from None
+        if not fresh:
+            raise AuthError("JWT jti was already used (replay)")
+        tenant = verified.claims.get("tenant")
+        return Caller(
+            issuer.iss,
+            self.settings.fhir_servers_for(issuer.iss),
+            tenant=tenant if isinstance(tenant, str) else None,
+        )
+
+    def _key(self, location: str, is_file: bool, kid: str) -> Any:
+        for refresh in (False, True):
+            keys = self.key_sets.keys(location, is_file=is_file, refresh=refresh)
+            try:
+                return keys.get_by_kid(kid)
+            except InvalidKeyIdError:
+                continue
+        raise AuthError("JWT kid is not in the issuer's key set")
+
+    def _check_claims(
+        self, claims: dict[str, Any], issuer: IssuerConfig, audiences: Iterable[str]
+    ) -> None:
+        accepted = [normalise_base_url(aud) for aud in audiences]
+        aud = claims.get("aud")
+        auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else None
+        if auds is not None:  # compare without a trailing slash
+            claims = {**claims, "aud": [normalise_base_url(a) for a in auds if isinstance(a, str)]}
+        registry = jwt.JWTClaimsRegistry(
+            leeway=self.settings.jwt_leeway_seconds,
+            iss={"essential": True, "value": issuer.iss},
+            aud={"essential": True, "values": accepted},
+            exp={"essential": True},
+            iat={"essential": True},
+            jti={"essential": True},
+        )
+        try:
+            registry.validate(claims)
+        except ExpiredTokenError:
+            raise AuthError("JWT has expired") from None
+        except MissingClaimError as error:
+            raise AuthError(f"JWT claim missing: {error.claim}") from None
+        except ClaimError as error:
+            raise AuthError(_claim_problem(error.claim)) from None
+        lifetime = float(claims["exp"]) - time.time()
+        if lifetime > self.settings.jwt_max_lifetime_seconds + self.settings.jwt_leeway_seconds:
+            raise AuthError(
+                f"JWT lifetime exceeds {self.settings.jwt_max_lifetime_seconds} seconds"
+            )
+
+
+def _claim_problem(claim: str) -> str:
+    return {
+        "aud": "JWT aud is not this service's URL",
+        "iat": "JWT iat is in the future or not a time",
+        "iss": "JWT issuer is not trusted",
+        "jti": "JWT jti must be a string",
+        "exp": "JWT exp is not a time",
+    }.get(claim, f"JWT claim {claim!r} is not valid")
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization:
+        raise AuthError("Authorization header with a Bearer JWT is required")
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("Authorization header must be 'Bearer <JWT>'")
+    return token.strip()
+
+
+def _unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims before verification: only to choose the issuer and key."""
+    try:
+        obj = jws.extract_compact(token.encode("ascii"))
+        header = obj.headers()
+        claims = orjson.loads(obj.payload or b"")
+    except (JoseError, UnicodeEncodeError, orjson.JSONDecodeError, ValueError, binascii.Error):
+        header, claims = _lenient_parts(token)
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise AuthError("JWT is malformed")
+    return header, claims
+
+
+def _lenient_parts(token: str) -> tuple[Any, Any]:
+    """Read an `alg: none` token too, so that it is refused for its alg, not as malformed."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise AuthError("JWT is malformed")
+    try:
+        header, claims = (
+            orjson.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4))) for p in parts[:2]
+        )
+    except (ValueError, binascii.Error, orjson.JSONDecodeError):
+        raise AuthError("JWT is malformed") from None
+    return header, claims
+
+
+def _key_location(issuer: IssuerConfig, jku: Any) -> tuple[str, bool]:
+    """Where this token's keys are: the issuer's pinned set, or a jku listed for it.
+
+    An issuer pinned by a file never causes a fetch: a listed jku is accepted and the file
+    used. An issuer pinned by URL fetches its URL, or a jku that is listed for it.
+    """
+    pinned = (
+        (str(issuer.jwks_file), True)
+        if issuer.jwks_file is not None
+        else (str(issuer.jwks_url), False)
+    )
+    if jku is None:
+        return pinned
+    if not isinstance(jku, str):
+        raise AuthError("JWT jku must be a URL")
+    listed = {normalise_base_url(url) for url in issuer.allowed_jku}
+    if issuer.jwks_url:
+        listed.add(issuer.jwks_url)
+    if normalise_base_url(jku) not in listed:
+        raise AuthError("JWT jku is not allowed for this issuer")
+    if issuer.jwks_file is not None:
+        return pinned
+    return jku.strip(), False

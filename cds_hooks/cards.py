@@ -1,0 +1,207 @@
+"""Finding -> CDS Hooks 2.0 card, with suggestions that create real orders.
+
+Every suggested order is a FHIR R4 ServiceRequest built here and validated with
+fhir.resources before it leaves; a resource that does not validate is left out of the card
+(and logged) rather than sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from fhir.resources.R4B.servicerequest import ServiceRequest
+from pydantic import ValidationError
+
+from cds_hooks.catalogue import DATA_INCOMPLETE_TOPIC, RULES_SYSTEM, rule_card
+from clinical.finding import Finding, SuggestedOrder
+from clinical.valuesets import SNOMED
+
+log = logging.getLogger(__name__)
+
+SUMMARY_LIMIT = 140  # CDS Hooks 2.0: "<140-character summary"
+
+# FHIR R4 servicerequest-category (SNOMED CT)
+_CATEGORIES = {
+    "laboratory": (SNOMED, "108252007", "Laboratory procedure"),
+    "imaging": (SNOMED, "363679005", "Imaging"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CardContext:
+    """What a card needs to know besides the finding."""
+
+    base_url: str  # this service, as the EHR sees it
+    patient_id: str
+    now: datetime
+    product_label: str = "Anastrozole monitoring"
+    smart_launch_url: str | None = None  # default: {base_url}/launch.html
+    user_reference: str | None = None  # context.userId, e.g. "Practitioner/123"
+    encounter_id: str | None = None
+    suggestion_intent: str = "order"  # "order" or "proposal"
+
+    @property
+    def launch_url(self) -> str:
+        return self.smart_launch_url or f"{self.base_url}/launch.html"
+
+
+def short_summary(text: str) -> str:
+    """The summary within the spec's limit (Finding allows 140; the spec wants fewer)."""
+    text = " ".join(text.split())
+    return text if len(text) < SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 2].rstrip() + "…"
+
+
+def card_for(finding: Finding, ctx: CardContext) -> dict[str, Any]:
+    """One card for one finding."""
+    labels = rule_card(finding.rule_id)
+    card: dict[str, Any] = {
+        "uuid": str(uuid.uuid4()),
+        "summary": short_summary(finding.summary),
+        "indicator": finding.severity.value,
+        "detail": _detail(finding),
+        "source": {
+            "label": ctx.product_label,
+            "url": f"{ctx.base_url}/about/rules",
+            "topic": {"system": RULES_SYSTEM, "code": finding.rule_id, "display": labels.title},
+        },
+    }
+    suggestions = [
+        s for order in finding.suggested_orders if (s := _suggestion(order, finding, ctx))
+    ]
+    if suggestions:
+        card["suggestions"] = suggestions
+        card["selectionBehavior"] = "any"  # each order stands on its own
+    card["overrideReasons"] = [reason.as_coding() for reason in labels.override_reasons]
+    card["links"] = [
+        {
+            "label": f"About this check: {labels.title}",
+            "url": f"{ctx.base_url}/about/rules/{finding.rule_id}",
+            "type": "absolute",
+        },
+        {
+            "label": "Open anastrozole monitoring",
+            "url": ctx.launch_url,
+            "type": "smart",
+            "appContext": orjson.dumps({"rule": finding.rule_id}).decode(),
+        },
+    ]
+    return card
+
+
+def data_incomplete_card(
+    missing: Sequence[tuple[str, str]], withheld: Sequence[str], ctx: CardContext
+) -> dict[str, Any]:
+    """The card that says which checks were skipped: `missing` is (what, why) per data slice."""
+    what = ", ".join(label for label, _ in missing)
+    lines = [
+        "Some of the chart could not be read from the EHR, so the checks that need it were "
+        "skipped rather than guessed:",
+        "",
+        *(f"- {label}: {reason}" for label, reason in missing),
+    ]
+    if withheld:
+        lines += ["", "Skipped: " + ", ".join(f"`{rule}`" for rule in withheld) + "."]
+    lines += ["", "Open the chart again later, or the app for the full picture."]
+    return {
+        "uuid": str(uuid.uuid4()),
+        "summary": short_summary(f"Anastrozole checks incomplete: could not read {what}"),
+        "indicator": "info",
+        "detail": "\n".join(lines),
+        "source": {
+            "label": ctx.product_label,
+            "url": f"{ctx.base_url}/about/rules",
+            "topic": {
+                "system": RULES_SYSTEM,
+                "code": DATA_INCOMPLETE_TOPIC,
+                "display": "Data incomplete",
+            },
+        },
+        "links": [
+            {
+                "label": "Open anastrozole monitoring",
+                "url": ctx.launch_url,
+                "type": "smart",
+                "appContext": orjson.dumps({"rule": DATA_INCOMPLETE_TOPIC}).decode(),
+            }
+        ],
+    }
+
+
+def _detail(finding: Finding) -> str:
+    """The finding's markdown, with its data gaps and source added when it does not say them."""
+    detail = finding.detail.strip()
+    parts = [detail]
+    gaps = [gap for gap in finding.data_gaps if gap not in detail]
+    if gaps:
+        parts.append("**Left out:**\n" + "\n".join(f"- {gap}" for gap in gaps))
+    if finding.source and finding.source not in detail:
+        parts.append(f"*Source: {finding.source}*")
+    return "\n\n".join(part for part in parts if part)
+
+
+def _suggestion(order: SuggestedOrder, finding: Finding, ctx: CardContext) -> dict[str, Any] | None:
+    resource = service_request_for(order, finding, ctx)
+    if resource is None:
+        return None
+    return {
+        "label": order.label,
+        "uuid": str(uuid.uuid4()),
+        "actions": [
+            {
+                "type": "create",
+                "description": f"{order.label} ({order.codings[0].display})",
+                "resource": resource,
+            }
+        ],
+    }
+
+
+def service_request_for(
+    order: SuggestedOrder, finding: Finding, ctx: CardContext
+) -> dict[str, Any] | None:
+    """A draft ServiceRequest for the suggested test, validated with fhir.resources (R4B)."""
+    if not order.codings:
+        return None
+    resource: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "status": "draft",
+        "intent": ctx.suggestion_intent,
+        "code": {
+            "coding": [
+                {"system": c.system, "code": c.code, "display": c.display} for c in order.codings
+            ],
+            "text": order.codings[0].display,
+        },
+        "subject": {"reference": f"Patient/{ctx.patient_id}"},
+        "authoredOn": ctx.now.isoformat(),
+        "reasonCode": [{"text": short_summary(finding.summary)}],
+        "note": [{"text": f"Suggested by {ctx.product_label} (rule {finding.rule_id})."}],
+    }
+    category = _CATEGORIES.get(order.category)
+    if category:
+        system, code, display = category
+        resource["category"] = [{"coding": [{"system": system, "code": code, "display": display}]}]
+    if ctx.encounter_id:
+        resource["encounter"] = {"reference": f"Encounter/{ctx.encounter_id}"}
+    if ctx.user_reference and ctx.user_reference.split("/", 1)[0] in (
+        "Practitioner",
+        "PractitionerRole",
+    ):
+        resource["requester"] = {"reference": ctx.user_reference}
+    try:
+        validated = ServiceRequest.model_validate(resource)
+    except ValidationError as error:
+        log.error(
+            "suggested ServiceRequest for %s left out: %d errors",
+            finding.rule_id,
+            error.error_count(),
+        )
+        return None
+    result: dict[str, Any] = orjson.loads(validated.model_dump_json(exclude_none=True))
+    return result

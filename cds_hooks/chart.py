@@ -1,0 +1,200 @@
+"""The chart a hook is judged on: the client's prefetch, else the service's own FHIR queries.
+
+For each prefetch key: a value is used as given; a key that is missing or null is fetched
+from `fhirServer` (when the caller may send its token there), all in parallel within one
+deadline. A required key that is missing and cannot be fetched is a 412 (CDS Hooks 2.0,
+"Prefetch Template"), and so is a failed or late fetch of the data every rule needs (the
+patient, medications, conditions). Any other failed or late fetch is a *gap*: the answer is
+given without the rules that read that data, and says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from cds_hooks.auth import Caller
+from cds_hooks.models import HookRequest, RequestProblem
+from cds_hooks.services import ALL_RULES, PrefetchTemplate
+from ehr.client import FhirClient, QueryResult
+
+log = logging.getLogger(__name__)
+
+
+class PreconditionFailed(Exception):
+    """Required data is neither prefetched nor fetchable: 412."""
+
+    def __init__(self, message: str, missing: Sequence[str]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.missing = list(missing)
+
+
+@dataclass(frozen=True, slots=True)
+class DataGap:
+    """A slice of the chart that could not be had, and the rules that read it."""
+
+    key: str
+    label: str
+    reason: str
+    feeds: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    resources: tuple[dict[str, Any], ...]
+    gaps: tuple[DataGap, ...] = ()
+    sources: dict[str, str] = field(
+        default_factory=dict
+    )  # key -> prefetch|null|fetched|failed|absent
+
+    def withheld(self, rule_id: str) -> bool:
+        """True when a rule's data is incomplete, so its finding cannot be trusted."""
+        return any(gap.feeds == ALL_RULES or rule_id in gap.feeds for gap in self.gaps)
+
+
+@dataclass(frozen=True, slots=True)
+class FhirAccess:
+    """Where and how the service may query the EHR itself."""
+
+    server: str
+    token: str | None
+
+
+def fhir_access(request: HookRequest, caller: Caller) -> tuple[FhirAccess | None, str]:
+    """The FHIR access this request gives, or None and why not."""
+    if request.fhirServer is None:
+        return None, "the request has no fhirServer"
+    if not caller.may_use_fhir_server(request.fhirServer):
+        log.warning("fhirServer not registered for the calling issuer: not used")
+        return None, "fhirServer is not registered for this issuer"
+    token = (
+        request.fhirAuthorization.access_token.get_secret_value()
+        if request.fhirAuthorization
+        else None
+    )
+    return FhirAccess(request.fhirServer, token), ""
+
+
+ClientFactory = Callable[[FhirAccess], FhirClient]
+
+
+def gather_chart(
+    request: HookRequest,
+    patient_id: str,
+    templates: Iterable[PrefetchTemplate],
+    *,
+    access: FhirAccess | None,
+    no_access_reason: str,
+    client_factory: ClientFactory,
+    deadline_seconds: float,
+    today: date,
+) -> Chart:
+    """Resources from the prefetch and from the FHIR server; gaps where neither gave them."""
+    prefetch = request.prefetch or {}
+    resources: list[dict[str, Any]] = []
+    sources: dict[str, str] = {}
+    to_fetch: dict[str, PrefetchTemplate] = {}
+    missing: list[PrefetchTemplate] = []
+    for template in templates:
+        if prefetch.get(template.key) is not None:
+            given = resources_of(prefetch[template.key])
+            _check_same_patient(template.key, given, patient_id)
+            resources.extend(given)
+            sources[template.key] = "prefetch"
+        elif access is not None:
+            to_fetch[template.key] = template
+        elif template.key in prefetch:
+            sources[template.key] = "null"  # the client had no data for it
+        elif template.required:
+            missing.append(template)
+        else:
+            sources[template.key] = "absent"
+    if missing:
+        keys = [t.key for t in missing]
+        raise PreconditionFailed(
+            f"prefetch is missing {', '.join(keys)} and the service cannot fetch it: {no_access_reason}",
+            keys,
+        )
+
+    gaps: list[DataGap] = []
+    if to_fetch and access is not None:
+        queries = {key: t.resolve(patient_id, today) for key, t in to_fetch.items()}
+        with client_factory(access) as client:
+            results = client.fetch_all(queries, deadline_seconds=deadline_seconds)
+        for key, template in to_fetch.items():
+            result = results[key]
+            resources.extend(result.resources)
+            sources[key] = "fetched" if result.usable else "failed"
+            if not result.usable and template.required and key not in prefetch:
+                gaps.append(DataGap(key, template.label, _reason(result), template.feeds))
+    core = [gap for gap in gaps if gap.feeds == ALL_RULES]
+    if core:  # no rule can be trusted without the patient, medications and conditions
+        raise PreconditionFailed(
+            "could not read from fhirServer: "
+            + "; ".join(f"{gap.label} ({gap.reason})" for gap in core),
+            [gap.key for gap in core],
+        )
+    return Chart(tuple(resources), tuple(gaps), sources)
+
+
+def _check_same_patient(key: str, resources: list[dict[str, Any]], patient_id: str) -> None:
+    """Prefetched data about another patient is refused, never judged."""
+    for resource in resources:
+        if resource.get("resourceType") == "Patient":
+            other = resource.get("id") not in (None, patient_id)
+        else:
+            subject = resource.get("subject") or resource.get("patient")
+            reference = subject.get("reference") if isinstance(subject, dict) else None
+            other = (
+                isinstance(reference, str)
+                and "Patient/" in reference
+                and reference.rstrip("/").rsplit("/", 1)[-1] != patient_id
+            )
+        if other:
+            raise RequestProblem(
+                "the prefetch holds data about another patient than context.patientId",
+                [{"field": f"prefetch.{key}", "problem": "not about context.patientId"}],
+            )
+
+
+def _reason(result: QueryResult) -> str:
+    reason = result.reason or "no data"
+    return f"{reason} (after {result.pages} pages)" if result.pages else reason
+
+
+def resources_of(value: Any) -> list[dict[str, Any]]:
+    """A prefetch value as resources: a Bundle's entries, or the resource itself."""
+    if not isinstance(value, dict):
+        return []
+    if value.get("resourceType") != "Bundle":
+        return [value]
+    found = []
+    for entry in value.get("entry") or ():
+        if not isinstance(entry, dict):
+            continue
+        search = entry.get("search")
+        if isinstance(search, dict) and search.get("mode") == "outcome":
+            continue
+        resource = entry.get("resource")
+        if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
+            found.append(resource)
+    return found
+
+
+def merge(first: Iterable[dict[str, Any]], then: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Resources from both, each (type, id) once; `first` wins (draft orders over the chart)."""
+    seen: set[tuple[str, str]] = set()
+    merged = []
+    for resource in (*first, *then):
+        resource_id = resource.get("id")
+        if isinstance(resource_id, str) and resource_id:
+            identity = (str(resource.get("resourceType")), resource_id)
+            if identity in seen:
+                continue
+            seen.add(identity)
+        merged.append(resource)
+    return merged

@@ -1,0 +1,226 @@
+"""The three CDS services, their prefetch templates, and the discovery document.
+
+Each prefetch template asks for one narrow slice of the chart: by patient, by the codes the
+rules read (from clinical/data/valuesets.json), newest first, with a bounded count and, for
+results, a look-back. The same templates are what the service runs itself against
+`fhirServer` when the client did not prefetch a key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import cache
+from typing import Any
+from urllib.parse import quote
+
+from clinical.valuesets import CPT, LOINC, SNOMED
+from clinical.valuesets import load as load_valuesets
+
+PATIENT_TOKEN = "{{context.patientId}}"
+ALL_RULES = frozenset({"*"})  # data every rule reads (the patient, medications, conditions)
+
+
+@dataclass(frozen=True, slots=True)
+class PrefetchTemplate:
+    """One prefetch key: the FHIR query, how far back, and which rules read its data."""
+
+    key: str
+    label: str  # what the clinician reads when it is missing: "liver tests"
+    query: str  # relative FHIR URL with {{context.patientId}}
+    lookback_days: int | None = None  # adds `date=ge{{today() - N days}}`
+    date_parameter: str = "date"
+    required: bool = True  # missing, and no FHIR access: 412; failed: the rules below are withheld
+    feeds: frozenset[str] = ALL_RULES
+
+    def template(self, *, relative_dates: bool) -> str:
+        """The prefetch template as discovery publishes it."""
+        if self.lookback_days is None or not relative_dates:
+            return self.query
+        return f"{self.query}&{self.date_parameter}=ge{{{{today() - {self.lookback_days} days}}}}"
+
+    def resolve(self, patient_id: str, today: date) -> str:
+        """The concrete query the service runs itself (tokens replaced)."""
+        query = self.query.replace(PATIENT_TOKEN, quote(patient_id, safe=""))
+        if self.lookback_days is not None:
+            since = today - timedelta(days=self.lookback_days)
+            query = f"{query}&{self.date_parameter}=ge{since.isoformat()}"
+        return query
+
+
+@dataclass(frozen=True, slots=True)
+class CdsService:
+    id: str
+    hook: str
+    title: str
+    description: str
+
+
+SERVICES: dict[str, CdsService] = {
+    service.id: service
+    for service in (
+        CdsService(
+            "anastrozole-monitor-patient-view",
+            "patient-view",
+            "Anastrozole monitoring",
+            "When a chart is opened: what is wrong or missing in the monitoring of anastrozole "
+            "(or another aromatase inhibitor) for what it is used for: oncology, TRT modulation "
+            "or male infertility. Estradiol, DXA, liver, lipid and glycemic checks; dose, sex and "
+            "interaction problems.",
+        ),
+        CdsService(
+            "anastrozole-monitor-order-select",
+            "order-select",
+            "Anastrozole order check (select)",
+            "When anastrozole (or a drug that interacts with it) is selected for ordering: the "
+            "intent, dose and sex fit, interactions, and the baseline monitoring that should "
+            "come with starting it. Orders unrelated to aromatase inhibitors get no cards.",
+        ),
+        CdsService(
+            "anastrozole-monitor-order-sign",
+            "order-sign",
+            "Anastrozole order check (sign)",
+            "Before anastrozole orders are signed: the same checks as at selection, on every "
+            "draft order together with the chart.",
+        ),
+    )
+}
+
+USAGE_REQUIREMENTS = (
+    "Each call carries a JWT signed by a registered issuer (ES384 or RS384). Give the prefetch, "
+    "or fhirServer with fhirAuthorization (patient/*.read for the resources in the prefetch) "
+    "on a FHIR server registered for that issuer."
+)
+
+_PROCEDURE_SYSTEMS = frozenset({SNOMED, CPT, LOINC})  # not ICD-10-CM: those are conditions
+_LAB_RESULTS = ("estradiol-low", "estradiol-high", "estradiol-monitoring-due")
+_LIVER = ("liver-panel-due", "liver-injury-on-ai")
+_BONE = ("dexa-due", "bone-loss-on-ai")
+
+
+def _codes(*valueset_names: str, systems: frozenset[str] | None = None) -> str:
+    """`system|code,...` for the value sets (only `systems`, when given), each code once."""
+    valuesets = load_valuesets()
+    seen: dict[str, None] = {}
+    for name in valueset_names:
+        for coding in valuesets.codes(name):
+            if systems is None or coding.system in systems:
+                seen.setdefault(f"{coding.system}|{coding.code}", None)
+    return ",".join(seen)
+
+
+@cache
+def prefetch_templates() -> tuple[PrefetchTemplate, ...]:
+    """Every prefetch key, in the order they are published."""
+    patient = PATIENT_TOKEN
+    observation = f"Observation?patient={patient}"
+    return (
+        PrefetchTemplate("patient", "the patient's sex and age", f"Patient/{patient}"),
+        PrefetchTemplate(
+            "medicationRequests",
+            "medication orders",
+            f"MedicationRequest?patient={patient}&_sort=-authoredon&_count=100",
+        ),
+        PrefetchTemplate(
+            "medicationStatements",
+            "medications taken",
+            f"MedicationStatement?patient={patient}&_count=100",
+            required=False,  # many EHRs do not offer MedicationStatement
+        ),
+        PrefetchTemplate(
+            "conditions", "the problem list", f"Condition?patient={patient}&_count=200"
+        ),
+        PrefetchTemplate(
+            "estradiol",
+            "estradiol results",
+            f"{observation}&code={_codes('estradiol-serum')}&_sort=-date&_count=20",
+            lookback_days=730,
+            feeds=frozenset(_LAB_RESULTS),
+        ),
+        PrefetchTemplate(
+            "liverTests",
+            "liver tests",
+            f"{observation}&code={_codes('hepatic-function-panel')}&_sort=-date&_count=50",
+            lookback_days=730,
+            feeds=frozenset(_LIVER),
+        ),
+        PrefetchTemplate(
+            "lipidTests",
+            "lipid tests",
+            f"{observation}&code={_codes('lipid-panel-evidence')}&_sort=-date&_count=20",
+            lookback_days=730,
+            feeds=frozenset({"lipid-panel-due"}),
+        ),
+        PrefetchTemplate(
+            "glycemicTests",
+            "HbA1c and glucose results",
+            f"{observation}&code={_codes('hba1c', 'glucose-fasting')}&_sort=-date&_count=20",
+            lookback_days=730,
+            feeds=frozenset({"glycemic-monitoring-due"}),
+        ),
+        PrefetchTemplate(
+            "boneDensity",
+            "bone density results",
+            f"{observation}&code={_codes('dxa-bmd-observations')}&_sort=-date&_count=50",
+            lookback_days=1825,
+            feeds=frozenset(_BONE),
+        ),
+        PrefetchTemplate(
+            "procedures",
+            "DXA scans and oophorectomies",
+            f"Procedure?patient={patient}&code={_codes('dxa-procedure', 'postmenopausal', systems=_PROCEDURE_SYSTEMS)}"
+            "&_sort=-date&_count=50",
+            feeds=frozenset({"dexa-due", "premenopausal-on-ai"}),
+        ),
+        PrefetchTemplate(
+            "diagnosticReports",
+            "lab and DXA reports",
+            f"DiagnosticReport?patient={patient}&code="
+            + _codes(
+                "estradiol-serum",
+                "hepatic-function-panel",
+                "lipid-panel-evidence",
+                "hba1c",
+                "glucose-fasting",
+                "dxa-procedure",
+                "dxa-bmd-observations",
+            )
+            + "&_sort=-date&_count=50",
+            lookback_days=1825,
+            feeds=frozenset(
+                {*_LAB_RESULTS, *_LIVER, *_BONE, "lipid-panel-due", "glycemic-monitoring-due"}
+            ),
+        ),
+        PrefetchTemplate(
+            "dxaOrders",
+            "open DXA orders",
+            f"ServiceRequest?patient={patient}&code={_codes('dxa-procedure')}&status=active,draft&_count=20",
+            feeds=frozenset({"dexa-due"}),
+        ),
+        PrefetchTemplate(
+            "boneDensityImaging",
+            "bone density imaging studies",
+            f"ImagingStudy?patient={patient}&modality=http://dicom.nema.org/resources/ontology/DCM|BMD"
+            "&_count=20",
+            required=False,  # many EHRs do not offer ImagingStudy
+            feeds=frozenset({"dexa-due"}),
+        ),
+    )
+
+
+def discovery_document(*, relative_dates: bool) -> dict[str, Any]:
+    """The body of GET /cds-services."""
+    prefetch = {t.key: t.template(relative_dates=relative_dates) for t in prefetch_templates()}
+    return {
+        "services": [
+            {
+                "hook": service.hook,
+                "title": service.title,
+                "description": service.description,
+                "id": service.id,
+                "prefetch": prefetch,
+                "usageRequirements": USAGE_REQUIREMENTS,
+            }
+            for service in SERVICES.values()
+        ]
+    }

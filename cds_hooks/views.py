@@ -1,0 +1,293 @@
+"""The CDS Hooks 2.0 HTTP interface: discovery, the three services, feedback, rule pages.
+
+Views are thin: check the caller, validate the body, gather the chart, call `hook.answer`,
+render. Every error a client can cause is a JSON 4xx that says what is wrong.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from flask import Blueprint, Flask, Response, current_app, request
+
+from anastrozole_cds.config import ProductSettings
+from anastrozole_cds.store import FeedbackRecord, Store, StoreError
+from cds_hooks.auth import AuthError, Caller, JwtVerifier
+from cds_hooks.cards import CardContext
+from cds_hooks.catalogue import RULE_CARDS
+from cds_hooks.chart import ClientFactory, FhirAccess, PreconditionFailed, fhir_access, gather_chart
+from cds_hooks.hook import answer
+from cds_hooks.models import RequestProblem, parse_feedback, parse_hook_request
+from cds_hooks.services import SERVICES, CdsService, discovery_document, prefetch_templates
+from clinical.settings import Settings as ClinicalSettings
+from ehr.client import ClientLimits, FhirClient
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("cds_hooks", __name__)
+EXTENSION = "cds_hooks"
+
+
+@dataclass
+class HooksRuntime:
+    """What the views need, built once per app."""
+
+    settings: ProductSettings
+    store: Store
+    verifier: JwtVerifier
+    clinical: ClinicalSettings
+    client_factory: ClientFactory
+
+
+def init_app(
+    app: Flask,
+    settings: ProductSettings,
+    store: Store,
+    *,
+    client_factory: ClientFactory | None = None,
+) -> None:
+    """Register the CDS Hooks blueprint and what its views need."""
+    limits = ClientLimits(
+        connect_timeout=settings.fhir_connect_timeout_seconds,
+        read_timeout=settings.fhir_read_timeout_seconds,
+        max_pages=settings.fhir_max_pages,
+        max_workers=settings.fhir_max_parallel,
+    )
+
+    def default_client(access: FhirAccess) -> FhirClient:
+        return FhirClient(access.server, access_token=access.token, limits=limits)
+
+    app.extensions[EXTENSION] = HooksRuntime(
+        settings=settings,
+        store=store,
+        verifier=JwtVerifier(settings, store),
+        clinical=settings.clinical_settings(),
+        client_factory=client_factory or default_client,
+    )
+    app.register_blueprint(blueprint)
+
+
+def _runtime() -> HooksRuntime:
+    runtime: HooksRuntime = current_app.extensions[EXTENSION]
+    return runtime
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status=status, mimetype="application/json", headers=headers)
+
+
+def error_response(status: int, error: str, message: str, **extra: Any) -> Response:
+    return json_response({"error": error, "message": message, **extra}, status)
+
+
+def base_url(settings: ProductSettings) -> str:
+    """This service as the EHR sees it: the configured public URL, else the request's."""
+    return settings.public_base_url or request.url_root.rstrip("/")
+
+
+# -- errors raised by the views --------------------------------------------------------------------
+
+
+@blueprint.errorhandler(AuthError)
+def _unauthorized(error: AuthError) -> Response:
+    log.warning("CDS call refused (%d): %s", error.status, error.reason)
+    response = error_response(
+        error.status, "unauthorized" if error.status == 401 else "unavailable", error.reason
+    )
+    if error.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    return response
+
+
+@blueprint.errorhandler(RequestProblem)
+def _bad_request(error: RequestProblem) -> Response:
+    log.info("bad CDS request: %s (%d problems)", error.message, len(error.details))
+    return error_response(400, "bad_request", error.message, details=error.details)
+
+
+@blueprint.errorhandler(PreconditionFailed)
+def _precondition_failed(error: PreconditionFailed) -> Response:
+    log.info("CDS call without the data it needs: %s", ", ".join(error.missing))
+    return error_response(412, "precondition_failed", error.message, missingPrefetch=error.missing)
+
+
+@blueprint.errorhandler(StoreError)
+def _store_unavailable(error: StoreError) -> Response:
+    return error_response(503, "unavailable", str(error))
+
+
+def _service(service_id: str) -> CdsService:
+    service = SERVICES.get(service_id)
+    if service is None:
+        raise _NotFound()
+    return service
+
+
+class _NotFound(Exception):
+    pass
+
+
+@blueprint.errorhandler(_NotFound)
+def _not_found(_error: _NotFound) -> Response:
+    return error_response(404, "not_found", "no such CDS service; see GET /cds-services")
+
+
+def _caller(*audiences: str) -> Caller:
+    return _runtime().verifier.verify(request.headers.get("Authorization"), audiences)
+
+
+# -- discovery ------------------------------------------------------------------------------------
+
+
+@blueprint.get("/cds-services")
+def discovery() -> Response:
+    runtime = _runtime()
+    if runtime.settings.discovery_requires_jwt:
+        _caller(f"{base_url(runtime.settings)}/cds-services")
+    return json_response(
+        discovery_document(relative_dates=runtime.settings.prefetch_relative_dates)
+    )
+
+
+# -- the services ---------------------------------------------------------------------------------
+
+
+@blueprint.post("/cds-services/<service_id>")
+def call_service(service_id: str) -> Response:
+    started = time.monotonic()
+    runtime = _runtime()
+    service = _service(service_id)
+    root = base_url(runtime.settings)
+    caller = _caller(f"{root}/cds-services/{service.id}")
+    hook_request, context = parse_hook_request(request.get_data(cache=False), service.hook)
+
+    now = runtime.settings.now()
+    access, no_access_reason = fhir_access(hook_request, caller)
+    chart = gather_chart(
+        hook_request,
+        context.patientId,
+        prefetch_templates(),
+        access=access,
+        no_access_reason=no_access_reason,
+        client_factory=runtime.client_factory,
+        deadline_seconds=runtime.settings.fhir_deadline_seconds,
+        today=now.date(),
+    )
+    card_context = CardContext(
+        base_url=root,
+        patient_id=context.patientId,
+        now=now,
+        product_label=runtime.settings.product_label,
+        smart_launch_url=runtime.settings.smart_launch_url,
+        user_reference=context.userId,
+        encounter_id=context.encounterId,
+        suggestion_intent=runtime.settings.suggestion_intent,
+    )
+    result = answer(
+        service,
+        hook_request.hookInstance,
+        context,
+        chart,
+        now=now,
+        settings=runtime.clinical,
+        card_context=card_context,
+    )
+    runtime.store.record_issued_cards(result.issued)
+    log.info(
+        "%s: %d cards (%s), withheld %s, data %s, %.0f ms",
+        service.id,
+        len(result.cards),
+        ",".join(card.rule_id for card in result.issued) or "-",
+        ",".join(result.withheld) or "-",
+        _count_sources(chart.sources),
+        (time.monotonic() - started) * 1000,
+    )
+    return json_response({"cards": result.cards})
+
+
+def _count_sources(sources: dict[str, str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for source in sources.values():
+        counts[source] = counts.get(source, 0) + 1
+    return counts
+
+
+# -- feedback -------------------------------------------------------------------------------------
+
+
+@blueprint.post("/cds-services/<service_id>/feedback")
+def feedback(service_id: str) -> Response:
+    runtime = _runtime()
+    service = _service(service_id)
+    root = base_url(runtime.settings)
+    caller = _caller(
+        f"{root}/cds-services/{service.id}/feedback", f"{root}/cds-services/{service.id}"
+    )
+    body = parse_feedback(request.get_data(cache=False))
+    records = [
+        FeedbackRecord(
+            service_id=service.id,
+            card_uuid=item.card,
+            outcome=item.outcome,
+            outcome_timestamp=item.outcomeTimestamp,
+            accepted_suggestions=tuple(s.id for s in item.acceptedSuggestions or ()),
+            override_reason_system=_reason(item, "system"),
+            override_reason_code=_reason(item, "code"),
+            override_reason_display=_reason(item, "display"),
+            user_comment=item.overrideReason.userComment if item.overrideReason else None,
+        )
+        for item in body.feedback
+    ]
+    stored = runtime.store.record_feedback(records, issuer=caller.issuer)
+    log.info("%s: %d feedback items stored", service.id, stored)
+    return json_response({"received": stored})
+
+
+def _reason(item: Any, attribute: str) -> str | None:
+    reason = item.overrideReason.reason if item.overrideReason else None
+    return getattr(reason, attribute) if reason is not None else None
+
+
+# -- what a card's links open -----------------------------------------------------------------------
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
+code{{background:#f3f3f3;padding:0 .2em}}</style></head>
+<body><h1>{title}</h1>{body}</body></html>"""
+
+
+@blueprint.get("/about/rules")
+def about_rules() -> Response:
+    label = html.escape(_runtime().settings.product_label)
+    items = "".join(
+        f'<li><a href="rules/{html.escape(card.rule_id)}"><code>{html.escape(card.rule_id)}</code></a>: '
+        f"{html.escape(card.meaning)}</li>"
+        for card in RULE_CARDS.values()
+    )
+    body = (
+        f"<p>{label} checks the monitoring of anastrozole and other aromatase inhibitors. "
+        f"Each card names its check in <code>source.topic.code</code>:</p><ul>{items}</ul>"
+    )
+    return Response(_PAGE.format(title=f"{label}: the checks", body=body), mimetype="text/html")
+
+
+@blueprint.get("/about/rules/<rule_id>")
+def about_rule(rule_id: str) -> Response:
+    card = RULE_CARDS.get(rule_id)
+    if card is None:
+        return error_response(404, "not_found", "no such check")
+    reasons = "".join(f"<li>{html.escape(r.display)}</li>" for r in card.override_reasons)
+    body = (
+        f"<p><code>{html.escape(card.rule_id)}</code>: {html.escape(card.meaning)}</p>"
+        f"<p>The card says what was found, with the values, dates and the guideline behind "
+        f"it. Reasons you can give when you dismiss it:</p><ul>{reasons}</ul>"
+        f'<p><a href="../rules">All checks</a></p>'
+    )
+    return Response(_PAGE.format(title=html.escape(card.title), body=body), mimetype="text/html")

@@ -1,0 +1,371 @@
+"""A small FHIR R4 REST client: reads and searches with paging, timeouts, one deadline.
+
+Errors are values: every query gives a `QueryResult` that holds the resources it got and,
+when it did not get them all, a short reason ("timeout", "HTTP 500", ...). Nothing raises
+for anything the server does. The access token is sent in the `Authorization` header only;
+it never appears in a log line, a reason, a repr or an exception text, and neither does the
+query string (it names the patient).
+
+    client = FhirClient("https://ehr.example/fhir", access_token=token)
+    results = client.fetch_all(
+        {"patient": "Patient/123", "labs": "Observation?patient=123&code=2243-4"},
+        deadline_seconds=2.5,
+    )
+    results["labs"].resources   # tuple of resource dicts, newest page first
+    results["labs"].usable      # False when it failed or was cut short by an error
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+
+log = logging.getLogger(__name__)
+
+FHIR_JSON = "application/fhir+json"
+RETRYABLE_STATUS = frozenset({429, 503})
+_DEFAULT_BACKOFF_SECONDS = 0.2
+
+
+class Outcome(StrEnum):
+    """How a query ended."""
+
+    COMPLETE = "complete"  # every page there was
+    TRUNCATED = "truncated"  # stopped at the page limit: the first pages, as the server sorted them
+    PARTIAL = "partial"  # some pages, then an error or the deadline
+    FAILED = "failed"  # nothing usable
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """What one read or search gave: resources, and why it is not complete when it is not."""
+
+    key: str
+    outcome: Outcome
+    resources: tuple[dict[str, Any], ...] = ()
+    reason: str | None = None
+    pages: int = 0
+
+    @property
+    def usable(self) -> bool:
+        """True when the resources are all there were (or the first pages, by design)."""
+        return self.outcome in (Outcome.COMPLETE, Outcome.TRUNCATED)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientLimits:
+    """Timeouts and caps. The overall deadline is given per call."""
+
+    connect_timeout: float = 1.0
+    read_timeout: float = 2.0
+    max_pages: int = 5
+    max_retries: int = 2
+    max_workers: int = 8
+    max_response_bytes: int = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """A moment on the monotonic clock after which no more work starts."""
+
+    at: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    @property
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+
+class _Fault(Exception):
+    """Why a page could not be had; its text is the reason a QueryResult carries."""
+
+
+@dataclass
+class _Progress:
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    pages: int = 0
+
+
+class FhirClient:
+    """Reads and searches one FHIR server, with or without a bearer token.
+
+    Thread-safe for `fetch_all`, which runs its queries in parallel threads. Close it (or use
+    it as a context manager) to release its connections.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        access_token: str | None = None,
+        limits: ClientLimits | None = None,
+        session: requests.Session | None = None,
+        user_agent: str = "anastrozole-cds",
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("FHIR base URL must be an absolute http(s) URL")
+        self._origin = (parts.scheme, parts.netloc.lower())
+        self.limits = limits or ClientLimits()
+        self._session = session or requests.Session()
+        if session is None:
+            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.limits.max_workers)
+            self._session.mount("http://", adapter)
+            self._session.mount("https://", adapter)
+        self._headers = {"Accept": FHIR_JSON, "User-Agent": user_agent}
+        if access_token:
+            self._headers["Authorization"] = f"Bearer {access_token}"
+
+    def __repr__(self) -> str:  # never shows the token
+        return f"FhirClient({self.base_url!r}, token={'yes' if 'Authorization' in self._headers else 'no'})"
+
+    def __enter__(self) -> FhirClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- public interface -------------------------------------------------------------------
+
+    def fetch_all(
+        self, queries: Mapping[str, str], *, deadline_seconds: float
+    ) -> dict[str, QueryResult]:
+        """Run every query (relative read or search URL) in parallel within one deadline.
+
+        Queries still running at the deadline are reported as failed ("deadline exceeded")
+        with whatever pages they had; their threads stop at their next step.
+        """
+        deadline = Deadline.after(deadline_seconds)
+        if not queries:
+            return {}
+        progress = {key: _Progress() for key in queries}
+        workers = max(1, min(len(queries), self.limits.max_workers))
+        executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fhir-query")
+        futures: dict[Future[QueryResult], str] = {
+            executor.submit(self._run, key, path, deadline, progress[key]): key
+            for key, path in queries.items()
+        }
+        try:
+            wait(futures, timeout=max(0.0, deadline.remaining()))
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+        results: dict[str, QueryResult] = {}
+        for future, key in futures.items():
+            results[key] = self._collect(key, future, progress[key])
+        return results
+
+    def get(self, path: str, *, deadline_seconds: float, key: str | None = None) -> QueryResult:
+        """One read or search (following `next` links), within its own deadline."""
+        return self._run(
+            key or path.split("?", 1)[0], path, Deadline.after(deadline_seconds), _Progress()
+        )
+
+    # -- one query ----------------------------------------------------------------------------
+
+    def _collect(self, key: str, future: Future[QueryResult], progress: _Progress) -> QueryResult:
+        if future.done() and not future.cancelled():
+            error = future.exception()
+            if error is None:
+                return future.result()
+            log.error("FHIR query %r failed unexpectedly: %s", key, type(error).__name__)
+            reason = f"internal error ({type(error).__name__})"
+        else:
+            reason = "deadline exceeded"
+        outcome = Outcome.PARTIAL if progress.pages else Outcome.FAILED
+        return QueryResult(key, outcome, tuple(progress.resources), reason, progress.pages)
+
+    def _run(self, key: str, path: str, deadline: Deadline, progress: _Progress) -> QueryResult:
+        started = time.monotonic()
+        try:
+            url: str | None = self._first_url(path)
+            seen: set[str] = set()
+            while url is not None:
+                if progress.pages >= self.limits.max_pages:
+                    return self._done(
+                        key, Outcome.TRUNCATED, progress, f"stopped after {progress.pages} pages"
+                    )
+                if url in seen:
+                    return self._done(key, Outcome.TRUNCATED, progress, "paging loop")
+                seen.add(url)
+                body = self._get_json(url, deadline)
+                resources, next_url = _page_contents(body)
+                progress.resources.extend(resources)
+                progress.pages += 1
+                url = self._next_url(next_url) if next_url else None
+        except _Fault as fault:
+            outcome = Outcome.PARTIAL if progress.pages else Outcome.FAILED
+            result = self._done(key, outcome, progress, str(fault))
+        else:
+            result = self._done(key, Outcome.COMPLETE, progress, None)
+        log.debug(
+            "FHIR %s %s: %s, %d resources, %d pages, %.0f ms",
+            _resource_type(path),
+            key,
+            result.outcome.value,
+            len(result.resources),
+            result.pages,
+            (time.monotonic() - started) * 1000,
+        )
+        return result
+
+    @staticmethod
+    def _done(key: str, outcome: Outcome, progress: _Progress, reason: str | None) -> QueryResult:
+        return QueryResult(key, outcome, tuple(progress.resources), reason, progress.pages)
+
+    def _first_url(self, path: str) -> str:
+        if urlsplit(path).scheme or path.startswith("//"):
+            raise _Fault("query must be relative to the FHIR base URL")
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def _next_url(self, link: str) -> str:
+        url = urljoin(self.base_url + "/", link)
+        parts = urlsplit(url)
+        if (parts.scheme, parts.netloc.lower()) != self._origin:
+            raise _Fault("next link to another host refused")
+        return url
+
+    def _get_json(self, url: str, deadline: Deadline) -> Any:
+        retries = 0
+        while True:
+            response = self._send(url, deadline)
+            try:
+                status = response.status_code
+                if status in RETRYABLE_STATUS and retries < self.limits.max_retries:
+                    pause = _retry_after(response.headers.get("Retry-After"))
+                    if pause < deadline.remaining() - 0.05:
+                        retries += 1
+                        time.sleep(pause)
+                        continue
+                    raise _Fault(
+                        f"HTTP {status} ({_STATUS_WORDS.get(status, 'error')}), no time to retry"
+                    )
+                if status != 200:
+                    raise _Fault(f"HTTP {status} ({_STATUS_WORDS.get(status, 'error')})")
+                content = self._read_body(response, deadline)
+            finally:
+                response.close()
+            try:
+                return orjson.loads(content)
+            except orjson.JSONDecodeError:
+                raise _Fault("malformed JSON") from None
+
+    def _send(self, url: str, deadline: Deadline) -> requests.Response:
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            raise _Fault("deadline exceeded")
+        timeout = (
+            min(self.limits.connect_timeout, remaining),
+            min(self.limits.read_timeout, remaining),
+        )
+        try:
+            return self._session.get(
+                url, headers=self._headers, timeout=timeout, stream=True, allow_redirects=False
+            )
+        except requests.Timeout:
+            raise _Fault("timeout") from None
+        except requests.ConnectionError:
+            raise _Fault("connection failed") from None
+        except requests.RequestException as error:
+            raise _Fault(f"request failed ({type(error).__name__})") from None
+
+    def _read_body(self, response: requests.Response, deadline: Deadline) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            for chunk in response.iter_content(chunk_size=64 * 1024):
+                size += len(chunk)
+                if size > self.limits.max_response_bytes:
+                    raise _Fault("response too large")
+                if deadline.expired:
+                    raise _Fault("deadline exceeded")
+                chunks.append(chunk)
+        except requests.RequestException:
+            raise _Fault("timeout while reading") from None
+        return b"".join(chunks)
+
+
+_STATUS_WORDS = {
+    400: "bad request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not found",
+    410: "gone",
+    429: "rate limited",
+    500: "server error",
+    502: "bad gateway",
+    503: "unavailable",
+    504: "gateway timeout",
+}
+
+
+def _retry_after(value: str | None) -> float:
+    """Seconds to wait from a Retry-After header (seconds or an HTTP date)."""
+    if not value:
+        return _DEFAULT_BACKOFF_SECONDS
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return _DEFAULT_BACKOFF_SECONDS
+    return max(0.0, moment.timestamp() - time.time())
+
+
+def _page_contents(body: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """The resources of one response (a Bundle's entries, or one resource) and its next link."""
+    if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
+        raise _Fault("not a FHIR resource")
+    if body["resourceType"] == "OperationOutcome":
+        raise _Fault("OperationOutcome instead of data")
+    if body["resourceType"] != "Bundle":
+        return [body], None
+    resources: list[dict[str, Any]] = []
+    entries = body.get("entry", [])
+    if entries is None:
+        entries = []
+    if not isinstance(entries, list):
+        raise _Fault("Bundle.entry is not a list")
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        resource = entry.get("resource")
+        search = entry.get("search")
+        if isinstance(search, dict) and search.get("mode") == "outcome":
+            continue
+        if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
+            resources.append(resource)
+    next_url = None
+    for link in body.get("link") or []:
+        if (
+            isinstance(link, dict)
+            and link.get("relation") == "next"
+            and isinstance(link.get("url"), str)
+        ):
+            next_url = link["url"]
+    return resources, next_url
+
+
+def _resource_type(path: str) -> str:
+    return path.split("?", 1)[0].split("/", 1)[0]

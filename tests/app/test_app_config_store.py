@@ -1,0 +1,179 @@
+"""Product settings (TOML file and environment) and the store (feedback, replay cache)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from anastrozole_cds.cli import main
+from anastrozole_cds.config import ConfigError, ProductSettings, load_settings
+from anastrozole_cds.store import FeedbackRecord, Store, StoreError
+
+TOML = """
+public_base_url = "https://cds.example.org/"
+allowed_fhir_servers = ["https://sandbox.example.org/fhir/"]
+fhir_deadline_seconds = 2.0
+
+[[issuers]]
+iss = "https://ehr.example.org"
+jwks_url = "https://ehr.example.org/jwks"
+fhir_servers = ["https://ehr.example.org/fhir"]
+
+[clinical]
+dexa_interval = 365
+disabled_rules = ["glycemic-monitoring-due"]
+"""
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "anastrozole-cds.toml"
+    path.write_text(TOML)
+    return path
+
+
+def test_defaults_are_safe() -> None:
+    settings = ProductSettings()
+    assert settings.insecure_skip_jwt_verification is False
+    assert settings.issuers == ()
+    assert settings.fhir_deadline_seconds == 2.5
+    assert settings.store_location().startswith("sqlite:///")
+    assert settings.store_location().endswith("instance/anastrozole-cds.sqlite3")
+
+
+def test_the_toml_file_is_read(config_file: Path) -> None:
+    settings = load_settings(config_file)
+    assert settings.public_base_url == "https://cds.example.org"
+    assert settings.issuer("https://ehr.example.org") is not None
+    assert settings.fhir_servers_for("https://ehr.example.org") == {
+        "https://ehr.example.org/fhir",
+        "https://sandbox.example.org/fhir",
+    }
+    assert settings.fhir_servers_for("https://other.example") == {
+        "https://sandbox.example.org/fhir"
+    }
+    clinical = settings.clinical_settings()
+    assert clinical.dexa_interval == timedelta(days=365)
+    assert not clinical.enabled("glycemic-monitoring-due")
+
+
+def test_the_environment_wins_over_the_file(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANASTROZOLE_CDS_CONFIG", str(config_file))
+    monkeypatch.setenv("ANASTROZOLE_CDS_FHIR_DEADLINE_SECONDS", "1.5")
+    monkeypatch.setenv("ANASTROZOLE_CDS_CLINICAL__ESTRADIOL_FLOOR_PG_ML", "25")
+    monkeypatch.setenv("ANASTROZOLE_CDS_CORS_ALLOWED_ORIGINS", '["https://ehr.example.org"]')
+    settings = load_settings()
+    assert settings.fhir_deadline_seconds == 1.5
+    assert settings.cors_allowed_origins == ("https://ehr.example.org",)
+    clinical = settings.clinical_settings()
+    assert clinical.estradiol_floor_pg_ml == 25.0
+    assert clinical.dexa_interval == timedelta(days=365)  # still from the file
+
+
+def test_issuers_and_rules_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "ANASTROZOLE_CDS_ISSUERS", '[{"iss": "https://e.example", "jwks_file": "/etc/e.json"}]'
+    )
+    monkeypatch.setenv("ANASTROZOLE_CDS_CLINICAL__DISABLED_RULES", "dexa-due, lipid-panel-due")
+    monkeypatch.setenv("ANASTROZOLE_CDS_INSECURE_SKIP_JWT_VERIFICATION", "false")
+    settings = load_settings()
+    assert settings.issuers[0].jwks_file == Path("/etc/e.json")
+    assert settings.clinical_settings().disabled_rules == {"dexa-due", "lipid-panel-due"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        ({"clinical": {"no_such_threshold": 1}}, "unknown clinical setting"),
+        ({"fhir_deadline_seconds": 0}, "fhir_deadline_seconds"),
+        ({"public_base_url": "cds.example.org"}, "absolute http(s) URL"),
+        ({"issuers": [{"iss": "https://e.example"}]}, "exactly one of jwks_url and jwks_file"),
+        ({"issuers": [{"iss": "x", "jwks_file": "/a", "jwks_url": "https://x/j"}]}, "exactly one"),
+        ({"unknown_setting": 1}, "unknown_setting"),
+        ({"suggestion_intent": "plan"}, "suggestion_intent"),
+    ],
+)
+def test_bad_settings_fail_at_start_up_with_a_reason(
+    overrides: dict[str, object], says: str
+) -> None:
+    with pytest.raises(ConfigError, match="invalid configuration") as error:
+        load_settings(**overrides)
+    assert says in str(error.value)
+
+
+def test_a_missing_or_broken_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("public_base_url = ")
+    with pytest.raises(ConfigError):
+        load_settings(broken)
+
+
+def test_the_cli_prints_the_discovery_document_and_reports_bad_config(
+    config_file: Path, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["discovery", "--config", str(config_file)])
+    assert result.exit_code == 0, result.output
+    services = orjson.loads(result.output)["services"]
+    assert len(services) == 3
+    bad = tmp_path / "bad.toml"
+    bad.write_text("fhir_deadline_seconds = -1\n")
+    failed = runner.invoke(main, ["discovery", "--config", str(bad)])
+    assert failed.exit_code != 0
+    assert "fhir_deadline_seconds" in failed.output
+    assert "--workers" in runner.invoke(main, ["serve", "--help"]).output
+
+
+# -- store -------------------------------------------------------------------------------------------
+
+
+def record(card: str = "c1", **changes: object) -> FeedbackRecord:
+    values: dict[str, object] = {
+        "service_id": "svc",
+        "card_uuid": card,
+        "outcome": "accepted",
+        "outcome_timestamp": datetime(2026, 11, 1, 12, tzinfo=UTC),
+        "accepted_suggestions": ("s1",),
+    }
+    values.update(changes)
+    return FeedbackRecord(**values)  # type: ignore[arg-type]
+
+
+def test_a_jti_is_accepted_once() -> None:
+    store = Store("sqlite://")
+    expires = datetime.now(UTC) + timedelta(minutes=5)
+    assert store.remember_jti("iss-a", "j1", expires) is True
+    assert store.remember_jti("iss-a", "j1", expires) is False
+    assert store.remember_jti("iss-b", "j1", expires) is True  # per issuer
+
+
+def test_expired_jtis_are_purged() -> None:
+    store = Store("sqlite://")
+    store.remember_jti("iss", "old", datetime.now(UTC) - timedelta(minutes=1))
+    store._last_purge = -1e9  # force the next purge
+    store.remember_jti("iss", "new", datetime.now(UTC) + timedelta(minutes=1))
+    with store.engine.connect() as connection:
+        rows = connection.exec_driver_sql("SELECT jti FROM cds_jwt_replay").fetchall()
+    assert [row[0] for row in rows] == ["new"]
+
+
+def test_feedback_is_written_in_one_transaction() -> None:
+    store = Store("sqlite://")
+    assert store.record_feedback([record("a"), record("b")], issuer="iss") == 2
+    with pytest.raises(StoreError):
+        store.record_feedback([record("c"), record("d", outcome=None)], issuer="iss")
+    assert [row["card_uuid"] for row in store.feedback()] == ["a", "b"]
+
+
+def test_a_sqlite_file_store_creates_its_folder(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'deep' / 'folder' / 'db.sqlite3'}")
+    assert store.ping()
+    assert (tmp_path / "deep" / "folder" / "db.sqlite3").exists()
