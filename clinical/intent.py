@@ -23,6 +23,8 @@ _INDICATIONS: dict[str, Intent] = {
     "hypogonadism-male": TRT,
     "male-infertility": FERTILITY,
 }
+# Arimidex PI 2.1: 1 mg once daily. Only used to describe the dose, never to decide intent.
+_ONCOLOGY_WEEKLY_MG = 7.0
 # Breast cancer counts in any clinical status: adjuvant anastrozole follows treated cancer.
 _ANY_STATUS = frozenset({"breast-cancer", "breast-cancer-male", "hormone-receptor-positive"})
 
@@ -108,6 +110,27 @@ def medication_clues(record: PatientRecord, now: datetime) -> list[Clue]:
     return clues
 
 
+def supporting_clues(record: PatientRecord, course: MedicationCourse) -> list[Clue]:
+    """Sex and dose pattern: the weakest evidence. They support an intent decided above and
+    are said when the intent is unclear, but never decide it alone (clinical reference)."""
+    clues = []
+    sex = record.sex.value
+    age = f", {record.age} years" if record.age is not None else ""
+    if sex == "female":
+        clues.append(Clue(ONCOLOGY, f"female{age}", record.patient_ref))
+    elif sex == "male":
+        clues.append(Clue(TRT, f"male{age}", record.patient_ref))
+    weekly = course.dose.weekly_mg
+    if weekly is not None:
+        if weekly >= _ONCOLOGY_WEEKLY_MG:
+            text = f"{course.dose.description}: the oncology dose"
+            clues.append(Clue(ONCOLOGY, text, course.ref))
+        else:
+            text = f"{course.dose.description}: a modulation dose"
+            clues.append(Clue(TRT, text, course.ref))
+    return clues
+
+
 def infer_intent(record: PatientRecord, now: datetime) -> IntentAssessment | None:
     """None when the patient is not on anastrozole (current or draft). Read once per record."""
     memo = record.memo.get("intent")
@@ -131,13 +154,16 @@ def _decide(record: PatientRecord, now: datetime) -> IntentAssessment | None:
         return None
     levels = [order_clues(record), condition_clues(record), medication_clues(record, now)]
     deciding = next((i for i, clues in enumerate(levels) if clues), None)
+    support = supporting_clues(record, course)
     if deciding is None:
+        known = "; ".join(clue.text for clue in support)
         return IntentAssessment(
             Intent.UNCLEAR,
             course,
-            (),
+            tuple(support),
             "no indication on the order, no breast cancer, hypogonadism or male infertility "
-            "diagnosis, and no testosterone, tamoxifen or fertility co-medication",
+            "diagnosis, and no testosterone, tamoxifen or fertility co-medication"
+            + (f" (known: {known}; sex and dose alone do not decide it)" if known else ""),
         )
     candidates = {clue.intent for clue in levels[deciding]}
     used = list(levels[deciding])
@@ -157,6 +183,12 @@ def _decide(record: PatientRecord, now: datetime) -> IntentAssessment | None:
             Intent.UNCLEAR, course, tuple(used), f"the evidence points to both {names}"
         )
     intent = candidates.pop()
-    supporting = tuple(clue for clue in used if clue.intent == intent)
+    # Sex and dose are named when they agree (male supports fertility as much as TRT).
+    agreeing = [
+        clue
+        for clue in support
+        if clue.intent == intent or (intent is FERTILITY and clue.text.startswith("male"))
+    ]
+    supporting = tuple(clue for clue in used if clue.intent == intent) + tuple(agreeing)
     explanation = "; ".join(dict.fromkeys(c.text for c in supporting))
     return IntentAssessment(intent, course, supporting, explanation)

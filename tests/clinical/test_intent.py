@@ -187,7 +187,19 @@ def test_no_evidence_is_unclear_and_the_explanation_names_what_is_missing() -> N
         "tamoxifen",
     ):
         assert missing in assessment.explanation
-    assert assessment.clues == ()
+    # Sex and dose are said, as what is known, but do not decide the intent.
+    assert "sex and dose alone do not decide it" in assessment.explanation
+    assert {clue.ref for clue in assessment.clues} == {"Patient/pt", "MedicationRequest/ana"}
+
+
+def test_sex_and_dose_support_the_decided_intent_but_never_decide_alone() -> None:
+    daily = anastrozole(mg=1, times=1, period_unit="d")
+    decided = infer_intent(build_record([woman(), cancer(), daily], NOW), NOW)
+    alone = infer_intent(build_record([woman(), daily], NOW), NOW)
+    assert decided is not None and alone is not None
+    assert decided.intent is ONCOLOGY
+    assert "the oncology dose" in decided.explanation and "female" in decided.explanation
+    assert alone.intent is UNCLEAR
 
 
 @pytest.mark.parametrize(
@@ -232,7 +244,8 @@ def test_the_clues_point_at_the_resources_that_decided() -> None:
     resources = [man(), hypogonadism(), infertility(), clomiphene(), anastrozole()]
     assessment = infer_intent(build_record(resources, NOW), NOW)
     assert assessment is not None
-    assert {clue.ref for clue in assessment.clues} == {
+    refs = {clue.ref for clue in assessment.clues}
+    assert refs - {"Patient/pt", "MedicationRequest/ana"} == {
         "Condition/infertility",
         "MedicationRequest/clomiphene",
     }

@@ -92,4 +92,5 @@ def test_no_card_without_current_anastrozole(resources: list[dict[str, Any]]) ->
 
 def test_evidence_points_at_the_order_and_the_clues_that_decided() -> None:
     finding = fires(anastrozole_intent, trt_man())
-    assert finding.evidence == ("MedicationRequest/ana", "Condition/hypogonadism")
+    # The order and the diagnosis that decided; then the patient, whose sex supports it.
+    assert finding.evidence == ("MedicationRequest/ana", "Condition/hypogonadism", "Patient/pt")
