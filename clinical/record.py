@@ -13,7 +13,7 @@ from datetime import date, datetime
 from functools import cache
 from typing import Any, NamedTuple
 
-from clinical.dosage import Dose, parse_dosage
+from clinical.dosage import NO_DOSE, Dose, parse_dosage
 from clinical.fhirdates import age_in_years, as_aware, parse_fhir_date, parse_fhir_datetime
 from clinical.units import KIND_OF_VALUESET, canonical_unit, normalise
 from clinical.valuesets import ValueSets, load
@@ -684,7 +684,12 @@ class _Reader:
         ref = f"{resource_type}/{resource.get('id', '')}"
         is_statement = resource_type == "MedicationStatement"
         dosage = resource.get("dosage" if is_statement else "dosageInstruction")
-        dose = parse_dosage(dosage, _strength_mg(name, medication))
+        # Only the aromatase inhibitor's dose is read by the rules; others are not parsed.
+        dose = (
+            parse_dosage(dosage, _strength_mg(name, medication))
+            if "aromatase-inhibitors" in groups
+            else NO_DOSE
+        )
         start, end = self.course_period(resource, is_statement, status)
         reasons, reason_text, reason_refs = self.reasons(resource)
         self.record.medications.append(
