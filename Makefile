@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast bench lint fmt clean
+.PHONY: install run test test-fast bench lint fmt clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,17 @@ install: $(STAMP)
 run: install
 	$(BIN)/anastrozole-cds serve --host 127.0.0.1 --port 8080
 
-test: install
+# Headless Chromium for the browser tests (tests/smartapp), from Debian's package: a fresh CI
+# machine has none. Never `playwright install`: it downloads a browser from the internet.
+CHROMIUM := /usr/bin/chromium
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+browser:
+	@test -x $(CHROMIUM) || { \
+		echo "installing chromium with apt-get for the browser tests"; \
+		$(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+test: install browser
 	$(BIN)/python -m pytest
 
 test-fast: install

@@ -23,6 +23,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 import cds_hooks
+import smartapp
 from anastrozole_cds import __version__
 from anastrozole_cds.config import ProductSettings, load_settings
 from anastrozole_cds.store import Store
@@ -33,7 +34,7 @@ BlueprintInit = Callable[[Flask, ProductSettings, Store], None]
 
 BLUEPRINTS: list[BlueprintInit] = [
     cds_hooks.init_app,
-    # smartapp.init_app is added here by the SMART app.
+    smartapp.init_app,
 ]
 
 PRODUCT_LOGGERS = ("anastrozole_cds", "cds_hooks", "ehr", "smartapp", "sandbox", "clinical")
@@ -208,6 +209,8 @@ def configure_logging(level: str = "INFO") -> None:
         root.addHandler(handler)
     for name in PRODUCT_LOGGERS:
         logging.getLogger(name).setLevel(level)
+    # urllib3 logs every URL it requests at DEBUG, and FHIR query strings name the patient
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 # -- production server -----------------------------------------------------------------------------

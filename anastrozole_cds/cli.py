@@ -112,5 +112,10 @@ def discovery(config: Path | None) -> None:
     sys.stdout.write("\n")
 
 
+from smartapp.cli import keys  # noqa: E402  (the SMART app's key pairs: `keys generate`)
+
+main.add_command(keys)
+
+
 if __name__ == "__main__":
     main()

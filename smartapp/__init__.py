@@ -1,0 +1,63 @@
+"""The SMART App Launch 2.x app: launch.html, EHR and standalone launch, the dashboard.
+
+`init_app(app, settings, store)` registers the blueprint; settings are the product's plus
+`smartapp.config.SmartSettings` (ANASTROZOLE_CDS_SMART_*). See docs/smart-app.md.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from anastrozole_cds.config import ProductSettings
+from anastrozole_cds.store import Store
+from ehr.client import ClientLimits
+from smartapp.config import SmartSettings
+from smartapp.discovery import Discovery
+from smartapp.flow import SmartRuntime
+from smartapp.keys import load_signing_key
+from smartapp.oauth import SmartOAuthClient
+from smartapp.tokens import TokenStore
+from smartapp.views import EXTENSION, blueprint
+
+__all__ = ["SmartSettings", "blueprint", "init_app"]
+
+
+def init_app(
+    app: Flask,
+    settings: ProductSettings,
+    store: Store | None = None,
+    *,
+    smart_settings: SmartSettings | None = None,
+) -> None:
+    """Register the SMART app on `app`. Called again, it replaces the app's SMART settings
+    (tests do this after `create_app`) without registering the blueprint twice."""
+    smart = smart_settings or SmartSettings()
+    store = store or app.extensions.get("anastrozole_cds.store") or Store(settings.store_location())
+    signing_key = (
+        load_signing_key(smart.private_key_file)
+        if smart.client_auth == "private_key_jwt" and smart.private_key_file
+        else None
+    )
+    app.extensions[EXTENSION] = SmartRuntime(
+        product=settings,
+        smart=smart,
+        tokens=TokenStore(store.engine),
+        discovery=Discovery(
+            timeout_seconds=smart.http_timeout_seconds,
+            cache_seconds=smart.discovery_cache_seconds,
+        ),
+        oauth=SmartOAuthClient(
+            smart.client_id,
+            signing_key=signing_key,
+            timeout_seconds=smart.http_timeout_seconds,
+        ),
+        fhir_limits=ClientLimits(
+            connect_timeout=settings.fhir_connect_timeout_seconds,
+            read_timeout=max(settings.fhir_read_timeout_seconds, 5.0),
+            max_pages=settings.fhir_max_pages,
+            max_workers=settings.fhir_max_parallel,
+        ),
+        clinical=settings.clinical_settings(),
+    )
+    if blueprint.name not in app.blueprints:
+        app.register_blueprint(blueprint)

@@ -1,0 +1,236 @@
+"""The SMART launch, step by step: launch -> authorize -> callback -> session -> refresh.
+
+Plain functions over a `SmartRuntime`; the views only read the request and write the
+response. Every failure is an `AppError` the clinician sees as a page.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from anastrozole_cds.config import ProductSettings
+from clinical.settings import Settings as ClinicalSettings
+from ehr.client import ClientLimits
+from smartapp.config import SmartSettings, normalise_issuer
+from smartapp.discovery import Discovery, DiscoveryError
+from smartapp.errors import AppError, Problem
+from smartapp.oauth import (
+    GrantedTokens,
+    OAuthFailure,
+    SmartOAuthClient,
+    import_key_set,
+    new_code_verifier,
+    smart_scopes,
+    validate_id_token,
+)
+from smartapp.tokens import PendingLaunch, SmartSession, TokenStore, new_secret
+
+log = logging.getLogger(__name__)
+
+LAUNCH_LIFETIME = timedelta(minutes=10)  # from the launch to the callback
+
+
+@dataclass
+class SmartRuntime:
+    """What the SMART views need, built once per app."""
+
+    product: ProductSettings
+    smart: SmartSettings
+    tokens: TokenStore
+    discovery: Discovery
+    oauth: SmartOAuthClient
+    fhir_limits: ClientLimits
+    clinical: ClinicalSettings
+
+
+def begin_launch(
+    runtime: SmartRuntime,
+    *,
+    iss: str | None,
+    launch: str | None,
+    browser: str,
+    framed: bool,
+    redirect_uri: str,
+    now: datetime,
+) -> str:
+    """Check the issuer, discover its server, remember the launch; the authorize URL."""
+    iss = normalise_issuer(iss) if iss else runtime.smart.default_issuer
+    if not iss:
+        raise AppError(Problem.NO_ISSUER)
+    if not runtime.smart.allows(iss):
+        log.warning("launch refused: issuer not in the allowlist")
+        raise AppError(Problem.UNKNOWN_ISSUER, f"issuer {iss}")
+    try:
+        config = runtime.discovery.configuration(iss)
+    except DiscoveryError as error:
+        raise AppError(Problem.DISCOVERY_FAILED, error.reason) from None
+    if config.refuses_s256:
+        raise AppError(Problem.EHR_UNSUITABLE, "the EHR does not offer PKCE S256")
+    methods = config.token_endpoint_auth_methods
+    if (
+        runtime.oauth.auth_method == "private_key_jwt"
+        and methods
+        and "private_key_jwt" not in methods
+    ):
+        raise AppError(Problem.EHR_UNSUITABLE, "the EHR does not accept private_key_jwt")
+
+    pending = PendingLaunch(
+        state=new_secret(),
+        browser=browser,
+        iss=iss,
+        launch=launch or None,
+        code_verifier=new_code_verifier(),
+        nonce=new_secret(),
+        redirect_uri=redirect_uri,
+        token_endpoint=config.token_endpoint,
+        issuer=config.issuer,
+        jwks_uri=config.jwks_uri,
+        framed=framed,
+        expires_at=now + LAUNCH_LIFETIME,
+    )
+    runtime.tokens.purge_expired(now)
+    runtime.tokens.save_launch(pending)
+    log.info(
+        "%s launch: redirecting to the EHR's authorize endpoint (%s scopes)",
+        "EHR" if pending.launch else "standalone",
+        "v2" if config.speaks_v2_scopes else "v1",
+    )
+    return runtime.oauth.authorization_url(
+        config,
+        redirect_uri=redirect_uri,
+        scope=smart_scopes(
+            ehr_launch=bool(pending.launch),
+            v2=config.speaks_v2_scopes,
+            extra_resources=runtime.smart.extra_resources,
+        ),
+        state=pending.state,
+        code_verifier=pending.code_verifier or "",
+        nonce=pending.nonce,
+        launch=pending.launch,
+    )
+
+
+def complete_launch(
+    runtime: SmartRuntime,
+    *,
+    state: str | None,
+    code: str | None,
+    error: str | None,
+    browser: str | None,
+    now: datetime,
+) -> SmartSession:
+    """The callback: the state is this browser's, the code becomes tokens, kept here."""
+    pending = runtime.tokens.take_launch(state, now) if state else None
+    if error:
+        log.info("the EHR refused the authorization: %s", error[:60])
+        raise AppError(Problem.AUTHORIZATION_REFUSED, f"the EHR answered {error[:60]}")
+    if (
+        pending is None
+        or browser is None
+        or not secrets.compare_digest(pending.browser.encode(), browser.encode())
+    ):
+        log.warning("callback refused: state unknown, used, expired or from another browser")
+        raise AppError(Problem.STATE_MISMATCH)
+    if not code:
+        raise AppError(Problem.TOKEN_FAILED, "the EHR sent no authorization code")
+    if not pending.code_verifier:
+        log.error("callback refused: the launch has no PKCE code verifier")
+        raise AppError(Problem.PKCE_MISSING)
+    try:
+        granted = runtime.oauth.exchange_code(
+            token_endpoint=pending.token_endpoint,
+            code=code,
+            redirect_uri=pending.redirect_uri,
+            code_verifier=pending.code_verifier,
+        )
+    except OAuthFailure as failure:
+        raise AppError(Problem.TOKEN_FAILED, failure.reason) from None
+    claims = _verify_identity(runtime, pending, granted) if granted.id_token else {}
+    if not granted.patient:
+        raise AppError(Problem.NO_PATIENT)
+    fhir_user = claims.get("fhirUser") if isinstance(claims.get("fhirUser"), str) else None
+    session = SmartSession(
+        handle=new_secret(),
+        browser=pending.browser,
+        iss=pending.iss,
+        token_endpoint=pending.token_endpoint,
+        access_token=granted.access_token,
+        refresh_token=granted.refresh_token,
+        access_expires_at=granted.access_expires_at,
+        scope=granted.scope,
+        patient=granted.patient,
+        encounter=granted.encounter,
+        need_patient_banner=granted.need_patient_banner,
+        smart_style_url=granted.smart_style_url,
+        fhir_context=granted.fhir_context,
+        app_context=granted.app_context,
+        fhir_user=fhir_user,
+        framed=pending.framed,
+        expires_at=now + timedelta(hours=runtime.smart.session_hours),
+    )
+    runtime.tokens.save_session(session)
+    log.info("SMART session started (refresh token: %s)", "yes" if granted.refresh_token else "no")
+    return session
+
+
+def _verify_identity(
+    runtime: SmartRuntime, pending: PendingLaunch, granted: GrantedTokens
+) -> dict[str, Any]:
+    issuer = pending.issuer or pending.iss
+    try:
+        jwks_uri = pending.jwks_uri or _openid_jwks_uri(runtime.discovery, issuer)
+        document = runtime.discovery.get_json(jwks_uri)
+        if document is None:
+            raise OAuthFailure("the EHR's signing keys could not be fetched")
+        return validate_id_token(
+            granted.id_token or "",
+            import_key_set(document),
+            issuer=issuer,
+            client_id=runtime.smart.client_id,
+            nonce=pending.nonce,
+        )
+    except (OAuthFailure, DiscoveryError) as failure:
+        log.warning("id_token refused: %s", failure.reason)
+        raise AppError(Problem.IDENTITY_UNVERIFIED, failure.reason) from None
+
+
+def _openid_jwks_uri(discovery: Discovery, issuer: str) -> str:
+    document = discovery.get_json(f"{issuer.rstrip('/')}/.well-known/openid-configuration")
+    jwks_uri = document.get("jwks_uri") if isinstance(document, dict) else None
+    if not isinstance(jwks_uri, str):
+        raise OAuthFailure("the EHR does not say where its signing keys are")
+    return jwks_uri
+
+
+def fresh_session(runtime: SmartRuntime, session: SmartSession, now: datetime) -> SmartSession:
+    """The session with an access token that has not expired, refreshed if need be."""
+    if not session.access_expired(now):
+        return session
+    return refresh_session(runtime, session)
+
+
+def refresh_session(runtime: SmartRuntime, session: SmartSession) -> SmartSession:
+    """New tokens from the refresh token; the session ends when there is none or it is refused."""
+    if not session.refresh_token:
+        runtime.tokens.end_session(session.handle)
+        raise AppError(Problem.SESSION_EXPIRED, "access expired and the EHR gave no refresh token")
+    try:
+        granted = runtime.oauth.refresh(
+            token_endpoint=session.token_endpoint, refresh_token=session.refresh_token
+        )
+    except OAuthFailure as failure:
+        if failure.error_code:  # the EHR answered, and said no: the grant is over
+            runtime.tokens.end_session(session.handle)
+            raise AppError(Problem.SESSION_EXPIRED, failure.reason) from None
+        raise AppError(Problem.TOKEN_FAILED, failure.reason) from None
+    log.info("SMART access token refreshed")
+    return runtime.tokens.update_tokens(
+        session,
+        access_token=granted.access_token,
+        refresh_token=granted.refresh_token or session.refresh_token,
+        access_expires_at=granted.access_expires_at,
+    )

@@ -1,0 +1,278 @@
+"""The OAuth 2.0 side of SMART App Launch 2.x, on Authlib and joserfc.
+
+- the authorize URL: PKCE S256, `state`, `aud` = the FHIR base URL, `launch`, SMART scopes;
+- the code exchange and refresh, as a public client or a confidential asymmetric client
+  (`private_key_jwt`, RS384 or ES384, SMART's headers and a five-minute expiry);
+- the id_token: signature from the issuer's key set, `iss`, `aud`, `exp`, `nonce`.
+
+Failures are `OAuthFailure` with a short reason that names no token.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+from authlib.common.security import generate_token
+from authlib.integrations.requests_client import OAuth2Session, OAuthError
+from authlib.oauth2.rfc7523 import PrivateKeyJWT
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from smartapp.discovery import SmartConfiguration
+from smartapp.keys import SigningKey
+
+log = logging.getLogger(__name__)
+
+# The FHIR resources the page reads (SMART App Launch 2.x scopes; v1 names for older servers).
+RESOURCE_SCOPES: tuple[tuple[str, bool], ...] = (
+    ("Patient", False),  # read only
+    ("Observation", True),  # read and search
+    ("MedicationRequest", True),
+    ("Condition", True),
+    ("Procedure", True),
+    ("DiagnosticReport", True),
+)
+ID_TOKEN_ALGORITHMS = ["RS256", "RS384", "ES256", "ES384"]
+ASSERTION_LIFETIME_SECONDS = 300  # SMART: exp no more than five minutes in the future
+CLOCK_LEEWAY_SECONDS = 60
+
+
+def smart_scopes(*, ehr_launch: bool, v2: bool, extra_resources: tuple[str, ...] = ()) -> str:
+    """The scopes the app asks for, in SMART v2 (`.rs`) or v1 (`.read`) syntax."""
+    scopes = ["launch" if ehr_launch else "launch/patient", "openid", "fhirUser"]
+    extra = tuple((resource, True) for resource in extra_resources)
+    for resource, search in RESOURCE_SCOPES + extra:
+        permission = ("rs" if search else "r") if v2 else "read"
+        scopes.append(f"patient/{resource}.{permission}")
+    scopes.append("offline_access")
+    return " ".join(scopes)
+
+
+def scope_covers(scope: str, resource_type: str) -> bool:
+    """Whether granted scopes let the app search a resource type (v1 or v2, patient or user)."""
+    for item in scope.split():
+        compartment, _, rest = item.partition("/")
+        resource, _, permission = rest.partition(".")
+        if compartment not in ("patient", "user") or resource not in (resource_type, "*"):
+            continue
+        permission = permission.split("?", 1)[0]
+        if permission in ("read", "*") or ("r" in permission and "s" in permission):
+            return True
+    return False
+
+
+def new_code_verifier() -> str:
+    """A PKCE code verifier: 64 characters of [A-Za-z0-9] (RFC 7636: 43 to 128)."""
+    return str(generate_token(64))
+
+
+class OAuthFailure(Exception):
+    """The EHR's authorization server did not give what was needed; `reason` is safe to show."""
+
+    def __init__(self, reason: str, *, error_code: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.error_code = error_code
+
+
+class _SmartPrivateKeyJWT(PrivateKeyJWT):  # type: ignore[misc]
+    """private_key_jwt as SMART asks: `kid` and `typ` headers, exp within five minutes."""
+
+    def __init__(self, signing_key: SigningKey) -> None:
+        super().__init__(alg=signing_key.alg)
+        self.kid = signing_key.kid
+
+    def sign(self, auth: Any, token_endpoint: str) -> Any:
+        self.headers = {"kid": self.kid, "typ": "JWT"}
+        self.claims = {"exp": int(time.time()) + ASSERTION_LIFETIME_SECONDS}
+        return super().sign(auth, token_endpoint)
+
+
+@dataclass(frozen=True)
+class GrantedTokens:
+    """What a token response gave: the tokens and the SMART launch context."""
+
+    access_token: str
+    refresh_token: str | None
+    access_expires_at: datetime | None
+    scope: str
+    patient: str | None
+    encounter: str | None
+    need_patient_banner: bool
+    smart_style_url: str | None
+    fhir_context: list[Any] | None
+    app_context: str | None
+    id_token: str | None
+
+    def __repr__(self) -> str:  # never shows a token
+        return f"GrantedTokens(patient={self.patient!r}, scope={self.scope!r})"
+
+    @classmethod
+    def from_response(cls, body: dict[str, Any]) -> GrantedTokens:
+        access_token = body.get("access_token")
+        if not isinstance(access_token, str) or not access_token:
+            raise OAuthFailure("the token response has no access token")
+        expires_at = body.get("expires_at")
+        if not isinstance(expires_at, int | float) and isinstance(
+            body.get("expires_in"), int | float
+        ):
+            expires_at = time.time() + float(body["expires_in"])
+        app_context = body.get("appContext")
+        if app_context is not None and not isinstance(app_context, str):
+            app_context = None
+        fhir_context = body.get("fhirContext")
+        return cls(
+            access_token=access_token,
+            refresh_token=_text(body.get("refresh_token")),
+            access_expires_at=(
+                datetime.fromtimestamp(float(expires_at), UTC)
+                if isinstance(expires_at, int | float)
+                else None
+            ),
+            scope=_text(body.get("scope")) or "",
+            patient=_text(body.get("patient")),
+            encounter=_text(body.get("encounter")),
+            need_patient_banner=body.get("need_patient_banner") is not False,
+            smart_style_url=_text(body.get("smart_style_url")),
+            fhir_context=fhir_context if isinstance(fhir_context, list) else None,
+            app_context=app_context,
+            id_token=_text(body.get("id_token")),
+        )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+class SmartOAuthClient:
+    """Talks OAuth to the EHR's authorization servers for one registered client."""
+
+    def __init__(
+        self,
+        client_id: str,
+        *,
+        signing_key: SigningKey | None,
+        timeout_seconds: float,
+        session_factory: type[OAuth2Session] = OAuth2Session,
+    ) -> None:
+        self.client_id = client_id
+        self.signing_key = signing_key
+        self.timeout = (min(2.0, timeout_seconds), timeout_seconds)
+        self._session_factory = session_factory
+
+    @property
+    def auth_method(self) -> str:
+        return "private_key_jwt" if self.signing_key else "none"
+
+    def _session(self, *, redirect_uri: str | None = None, scope: str | None = None) -> Any:
+        session = self._session_factory(
+            client_id=self.client_id,
+            client_secret=self.signing_key.key if self.signing_key else None,
+            token_endpoint_auth_method=self.auth_method,
+            redirect_uri=redirect_uri,
+            scope=scope,
+            code_challenge_method="S256",
+        )
+        if self.signing_key:
+            session.register_client_auth_method(_SmartPrivateKeyJWT(self.signing_key))
+        return session
+
+    def authorization_url(
+        self,
+        config: SmartConfiguration,
+        *,
+        redirect_uri: str,
+        scope: str,
+        state: str,
+        code_verifier: str,
+        nonce: str,
+        launch: str | None,
+    ) -> str:
+        extra = {"aud": config.iss, "nonce": nonce}
+        if launch:
+            extra["launch"] = launch
+        with self._session(redirect_uri=redirect_uri, scope=scope) as session:
+            url, _ = session.create_authorization_url(
+                config.authorization_endpoint, state=state, code_verifier=code_verifier, **extra
+            )
+        return str(url)
+
+    def exchange_code(
+        self, *, token_endpoint: str, code: str, redirect_uri: str, code_verifier: str
+    ) -> GrantedTokens:
+        with self._session(redirect_uri=redirect_uri) as session:
+            body = self._call(
+                lambda: session.fetch_token(
+                    token_endpoint,
+                    grant_type="authorization_code",
+                    code=code,
+                    code_verifier=code_verifier,
+                    timeout=self.timeout,
+                )
+            )
+        return GrantedTokens.from_response(dict(body))
+
+    def refresh(self, *, token_endpoint: str, refresh_token: str) -> GrantedTokens:
+        with self._session() as session:
+            body = self._call(
+                lambda: session.refresh_token(
+                    token_endpoint, refresh_token=refresh_token, timeout=self.timeout
+                )
+            )
+        return GrantedTokens.from_response(dict(body))
+
+    @staticmethod
+    def _call(request: Any) -> Any:
+        try:
+            return request()
+        except OAuthError as error:
+            code = str(error.error or "error")
+            log.warning("token endpoint refused the request: %s", code)
+            raise OAuthFailure(f"the EHR answered {code}", error_code=code) from None
+        except requests.Timeout:
+            raise OAuthFailure("the EHR's token service did not answer in time") from None
+        except requests.HTTPError as error:
+            status = error.response.status_code if error.response is not None else "error"
+            raise OAuthFailure(f"the EHR's token service answered HTTP {status}") from None
+        except requests.RequestException:
+            raise OAuthFailure("the EHR's token service could not be reached") from None
+        except ValueError:
+            raise OAuthFailure(
+                "the EHR's token service sent something that is not a token"
+            ) from None
+
+
+def validate_id_token(
+    id_token: str, key_set: KeySet, *, issuer: str, client_id: str, nonce: str | None
+) -> dict[str, Any]:
+    """The id_token's claims, once its signature, `iss`, `aud`, `exp` (and nonce) check out."""
+    try:
+        token = jwt.decode(id_token, key_set, algorithms=ID_TOKEN_ALGORITHMS)
+        registry = jwt.JWTClaimsRegistry(
+            leeway=CLOCK_LEEWAY_SECONDS,
+            iss={"essential": True, "value": issuer},
+            aud={"essential": True, "value": client_id},
+            exp={"essential": True},
+        )
+        registry.validate(token.claims)
+    except JoseError as error:
+        raise OAuthFailure(f"the id_token did not verify ({error.error})") from None
+    except ValueError:
+        raise OAuthFailure("the id_token is not a signed JWT") from None
+    claims: dict[str, Any] = dict(token.claims)
+    if nonce is not None and "nonce" in claims and claims["nonce"] != nonce:
+        raise OAuthFailure("the id_token was issued for another sign-in (nonce)")
+    return claims
+
+
+def import_key_set(document: Any) -> KeySet:
+    try:
+        return KeySet.import_key_set(document)
+    except (JoseError, ValueError, TypeError, KeyError):
+        raise OAuthFailure("the EHR's signing keys could not be read") from None

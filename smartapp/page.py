@@ -1,0 +1,51 @@
+"""The dashboard of one SMART session: fresh tokens, the chart from FHIR, the view model."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from ehr.client import FhirClient
+from smartapp.dashboard import Dashboard, build_dashboard
+from smartapp.errors import AppError, Problem
+from smartapp.fetch import FetchedChart, fetch_chart
+from smartapp.flow import SmartRuntime, fresh_session, refresh_session
+from smartapp.tokens import SmartSession
+
+log = logging.getLogger(__name__)
+
+
+def _fetch(runtime: SmartRuntime, session: SmartSession) -> FetchedChart:
+    with FhirClient(
+        session.iss, access_token=session.access_token, limits=runtime.fhir_limits
+    ) as client:
+        return fetch_chart(
+            client,
+            session.patient,
+            deadline_seconds=runtime.smart.fhir_deadline_seconds,
+            granted_scope=session.scope if runtime.smart.extra_resources else "",
+        )
+
+
+def load_dashboard(runtime: SmartRuntime, session: SmartSession, clock: datetime) -> Dashboard:
+    """Read the chart with a valid token (refreshing once if the server refuses it) and judge
+    it as of the product's `now`. Raises AppError for a page the clinician understands."""
+    session = fresh_session(runtime, session, clock)
+    fetched = _fetch(runtime, session)
+    if fetched.denied and session.refresh_token:
+        log.info("FHIR server refused the access token; refreshing once")
+        session = refresh_session(runtime, session)
+        fetched = _fetch(runtime, session)
+    if fetched.denied:
+        log.warning("FHIR server refused the app's access: %s", fetched.denied)
+        raise AppError(Problem.ACCESS_DENIED, fetched.denied)
+    if fetched.unavailable:
+        log.warning("FHIR server did not give essential data: %s", fetched.unavailable)
+        raise AppError(Problem.FHIR_UNAVAILABLE, fetched.unavailable)
+    return build_dashboard(
+        list(fetched.resources),  # the core reads lists and Bundles
+        now=runtime.product.now(),
+        settings=runtime.clinical,
+        app_context=session.app_context,
+        fetch_gaps=fetched.gaps,
+    )

@@ -1,0 +1,243 @@
+"""Server-side state of the SMART app: launches in progress and signed-in sessions.
+
+The browser holds only a random cookie; tokens stay here, in the product's database (the
+same engine as `anastrozole_cds.store`, tables of our own). The cookie is stored hashed, so a
+copy of the database does not let anyone into a session. A launch is used once: the callback
+takes it out of the table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+
+log = logging.getLogger(__name__)
+
+metadata = MetaData()
+
+launch_table = Table(
+    "smart_launch",
+    metadata,
+    Column("state", String(128), primary_key=True),
+    Column("browser", String(64), nullable=False),  # sha256 of the browser cookie
+    Column("iss", String(1000), nullable=False),
+    Column("launch", Text, nullable=True),  # the EHR's launch value; None for standalone
+    Column("code_verifier", String(128), nullable=True),
+    Column("nonce", String(128), nullable=False),
+    Column("redirect_uri", String(1000), nullable=False),
+    Column("token_endpoint", String(1000), nullable=False),
+    Column("issuer", String(1000), nullable=True),  # OpenID issuer, for the id_token
+    Column("jwks_uri", String(1000), nullable=True),
+    Column("framed", Boolean, nullable=False),
+    Column("expires_at", DateTime, nullable=False, index=True),  # UTC
+)
+
+session_table = Table(
+    "smart_session",
+    metadata,
+    Column("handle", String(64), primary_key=True),
+    Column("browser", String(64), nullable=False),
+    Column("iss", String(1000), nullable=False),
+    Column("token_endpoint", String(1000), nullable=False),
+    Column("access_token", Text, nullable=False),
+    Column("refresh_token", Text, nullable=True),
+    Column("access_expires_at", DateTime, nullable=True),  # UTC; None: the EHR did not say
+    Column("scope", Text, nullable=False),
+    Column("patient", String(200), nullable=False),
+    Column("encounter", String(200), nullable=True),
+    Column("need_patient_banner", Boolean, nullable=False),
+    Column("smart_style_url", String(1000), nullable=True),
+    Column("fhir_context", JSON, nullable=True),
+    Column("app_context", Text, nullable=True),
+    Column("fhir_user", String(1000), nullable=True),
+    Column("framed", Boolean, nullable=False),
+    Column("expires_at", DateTime, nullable=False, index=True),  # UTC: the session itself
+)
+
+
+def new_secret() -> str:
+    """A random value for a cookie, a state, a handle: 256 bits, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+def browser_hash(cookie: str) -> str:
+    return hashlib.sha256(cookie.encode("utf-8")).hexdigest()
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _naive(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class PendingLaunch:
+    """A launch sent to the EHR's authorize endpoint, waiting for its callback."""
+
+    state: str
+    browser: str
+    iss: str
+    launch: str | None
+    code_verifier: str | None = field(repr=False)
+    nonce: str
+    redirect_uri: str
+    token_endpoint: str
+    issuer: str | None
+    jwks_uri: str | None
+    framed: bool
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class SmartSession:
+    """A signed-in launch: the tokens and the context the EHR gave with them."""
+
+    handle: str
+    browser: str
+    iss: str
+    token_endpoint: str
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+    access_expires_at: datetime | None
+    scope: str
+    patient: str
+    encounter: str | None
+    need_patient_banner: bool
+    smart_style_url: str | None
+    fhir_context: list[Any] | None
+    app_context: str | None
+    fhir_user: str | None
+    framed: bool
+    expires_at: datetime
+
+    def access_expired(self, now: datetime, leeway: timedelta = timedelta(seconds=30)) -> bool:
+        return self.access_expires_at is not None and self.access_expires_at - leeway <= now
+
+
+class TokenStore:
+    """Launches and sessions in SQL tables. Thread-safe; one per app."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        try:
+            metadata.create_all(engine)
+        except (IntegrityError, OperationalError):  # another worker created them just now
+            metadata.create_all(engine)
+
+    # -- launches ------------------------------------------------------------------------------
+
+    def save_launch(self, launch: PendingLaunch) -> None:
+        row = {**launch.__dict__, "expires_at": _naive(launch.expires_at)}
+        with self.engine.begin() as connection:
+            connection.execute(insert(launch_table), row)
+
+    def take_launch(self, state: str, now: datetime) -> PendingLaunch | None:
+        """The launch with this state, once: it is deleted as it is read. None if expired."""
+        with self.engine.begin() as connection:
+            row = connection.execute(
+                select(launch_table).where(launch_table.c.state == state)
+            ).first()
+            if row is None:
+                return None
+            taken = connection.execute(delete(launch_table).where(launch_table.c.state == state))
+            if taken.rowcount != 1:  # another request took it first
+                return None
+        values = dict(row._mapping)
+        values["expires_at"] = _aware(values["expires_at"])
+        launch = PendingLaunch(**values)
+        return launch if launch.expires_at > now else None
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    def save_session(self, session: SmartSession) -> None:
+        row = {
+            **session.__dict__,
+            "access_expires_at": _naive(session.access_expires_at),
+            "expires_at": _naive(session.expires_at),
+        }
+        with self.engine.begin() as connection:
+            connection.execute(insert(session_table), row)
+
+    def session(self, handle: str, browser: str, now: datetime) -> SmartSession | None:
+        """The session behind a handle, if this browser signed it in and it has not ended."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(session_table).where(session_table.c.handle == handle)
+            ).first()
+        if row is None:
+            return None
+        values = dict(row._mapping)
+        values["access_expires_at"] = _aware(values["access_expires_at"])
+        values["expires_at"] = _aware(values["expires_at"])
+        session = SmartSession(**values)
+        if not secrets.compare_digest(session.browser, browser) or session.expires_at <= now:
+            return None
+        return session
+
+    def update_tokens(
+        self,
+        session: SmartSession,
+        *,
+        access_token: str,
+        refresh_token: str | None,
+        access_expires_at: datetime | None,
+    ) -> SmartSession:
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(session_table)
+                .where(session_table.c.handle == session.handle)
+                .values(
+                    access_token=access_token,
+                    refresh_token=refresh_token,
+                    access_expires_at=_naive(access_expires_at),
+                )
+            )
+        return replace(
+            session,
+            access_token=access_token,
+            refresh_token=refresh_token,
+            access_expires_at=access_expires_at,
+        )
+
+    def end_session(self, handle: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(delete(session_table).where(session_table.c.handle == handle))
+
+    def purge_expired(self, now: datetime) -> None:
+        """Forget launches and sessions that have ended. Best effort."""
+        moment = _naive(now)
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(delete(launch_table).where(launch_table.c.expires_at < moment))
+                connection.execute(delete(session_table).where(session_table.c.expires_at < moment))
+        except SQLAlchemyError as error:
+            log.warning("SMART session purge failed: %s", type(error).__name__)

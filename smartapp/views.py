@@ -1,0 +1,258 @@
+"""The SMART app's HTTP face: launch.html, launch, callback, the dashboard, the JWKS.
+
+Views read the request, call `flow` / `page`, and write the response: the browser cookie
+(HttpOnly; Secure over https; SameSite=None only when framed by the EHR), the security
+headers (a strict Content-Security-Policy: no script at all; frame-ancestors the EHRs), and
+pages for every failure. Tokens never reach the browser, a URL, a log line or a page.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
+
+from smartapp.dashboard import SEVERITY_LABEL
+from smartapp.errors import PAGES, AppError, Problem
+from smartapp.flow import SmartRuntime, begin_launch, complete_launch
+from smartapp.keys import KeyFileError, public_jwks
+from smartapp.page import load_dashboard
+from smartapp.tokens import browser_hash, new_secret, utc_now
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "smartapp"
+BROWSER_COOKIE = "anastrozole_smart"
+COOKIE_PATH = "/smart"
+PACKAGE_DIR = Path(__file__).resolve().parent
+# launch.html lives at the top of the project; an installed package ships a copy.
+LAUNCH_PAGES = (PACKAGE_DIR.parent / "launch.html", PACKAGE_DIR / "static" / "launch.html")
+
+blueprint = Blueprint(
+    "smartapp",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/smart/static",
+)
+
+
+def _runtime() -> SmartRuntime:
+    runtime: SmartRuntime = current_app.extensions[EXTENSION]
+    return runtime
+
+
+# -- launch ----------------------------------------------------------------------------------------
+
+
+@blueprint.get("/launch.html")
+def launch_page() -> BaseResponse:
+    """The registered launch URL: an EHR or standalone launch goes straight on to the EHR's
+    authorize endpoint; with nothing to go on, the page asks for the FHIR server."""
+    if request.args.get("iss") or request.args.get("launch") or _runtime().smart.default_issuer:
+        return _start_launch()
+    for page in LAUNCH_PAGES:
+        if page.is_file():
+            response = make_response(page.read_text(encoding="utf-8"))
+            response.mimetype = "text/html"
+            return response
+    raise AppError(Problem.NO_ISSUER)
+
+
+@blueprint.get("/smart/launch")
+def launch() -> BaseResponse:
+    return _start_launch()
+
+
+def _framed() -> bool:
+    """Shown inside the EHR's iframe (Fetch Metadata, sent by current browsers)."""
+    return request.headers.get("Sec-Fetch-Dest") == "iframe"
+
+
+def _redirect_uri(runtime: SmartRuntime) -> str:
+    if runtime.smart.redirect_url:
+        return runtime.smart.redirect_url
+    if runtime.product.public_base_url:
+        return f"{runtime.product.public_base_url}/smart/callback"
+    return url_for("smartapp.callback", _external=True)
+
+
+def _start_launch() -> BaseResponse:
+    runtime = _runtime()
+    cookie = request.cookies.get(BROWSER_COOKIE) or new_secret()
+    framed = _framed()
+    authorize_url = begin_launch(
+        runtime,
+        iss=request.args.get("iss"),
+        launch=request.args.get("launch"),
+        browser=browser_hash(cookie),
+        framed=framed,
+        redirect_uri=_redirect_uri(runtime),
+        now=utc_now(),
+    )
+    response = redirect(authorize_url, 302)
+    _set_cookie(runtime, response, cookie, framed=framed)
+    return response
+
+
+def _set_cookie(runtime: SmartRuntime, response: BaseResponse, value: str, *, framed: bool) -> None:
+    setting = runtime.smart.cookie_secure
+    secure = setting == "always" or (
+        setting == "auto" and (request.is_secure or _redirect_uri(runtime).startswith("https://"))
+    )
+    response.set_cookie(
+        BROWSER_COOKIE,
+        value,
+        max_age=int(runtime.smart.session_hours * 3600),
+        path=COOKIE_PATH,
+        secure=secure,
+        httponly=True,
+        # Inside the EHR's iframe the app is a third party: only SameSite=None (which browsers
+        # accept only with Secure) lets the cookie through. Otherwise Lax: the callback is a
+        # top-level navigation from the EHR.
+        samesite="None" if framed and secure else "Lax",
+    )
+
+
+@blueprint.get("/smart/callback")
+def callback() -> BaseResponse:
+    runtime = _runtime()
+    cookie = request.cookies.get(BROWSER_COOKIE)
+    session = complete_launch(
+        runtime,
+        state=request.args.get("state"),
+        code=request.args.get("code"),
+        error=request.args.get("error"),
+        browser=browser_hash(cookie) if cookie else None,
+        now=utc_now(),
+    )
+    # No #fragment to the card's finding: scrolling would hide the patient banner. The page
+    # marks the finding and links to it instead.
+    response = redirect(url_for("smartapp.dashboard", handle=session.handle), 303)
+    _set_cookie(runtime, response, cookie or "", framed=session.framed or _framed())
+    return response
+
+
+# -- the page --------------------------------------------------------------------------------------
+
+
+@blueprint.get("/smart/app/<handle>")
+def dashboard(handle: str) -> Response:
+    runtime = _runtime()
+    cookie = request.cookies.get(BROWSER_COOKIE)
+    clock = utc_now()
+    session = runtime.tokens.session(handle, browser_hash(cookie), clock) if cookie else None
+    if session is None:
+        raise AppError(Problem.SESSION_EXPIRED, "no session for this browser")
+    page = load_dashboard(runtime, session, clock)
+    return make_response(
+        render_template(
+            "smart_dashboard.html",
+            page=page,
+            session=session,
+            severity_label=SEVERITY_LABEL,
+            launch_context=_launch_context(session.encounter, session.fhir_context),
+        )
+    )
+
+
+def _launch_context(encounter: str | None, fhir_context: list[Any] | None) -> list[str]:
+    items = [f"Encounter/{encounter}"] if encounter else []
+    for entry in fhir_context or ():
+        if isinstance(entry, dict):
+            reference = entry.get("reference") or entry.get("canonical")
+            if isinstance(reference, str):
+                items.append(reference)
+    return items
+
+
+@blueprint.get("/smart/jwks.json")
+def jwks() -> Response:
+    """The app's public keys, for EHRs that register it as an asymmetric client."""
+    key_file = _runtime().smart.private_key_file
+    document: dict[str, Any] = {"keys": []}
+    if key_file is not None:
+        try:
+            document = public_jwks(key_file)
+        except KeyFileError as error:
+            log.error("JWKS not served: %s", error)
+            raise AppError(Problem.INTERNAL, "the app's key file cannot be read") from None
+    response = current_app.response_class(
+        current_app.json.dumps(document), mimetype="application/json"
+    )
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+# -- errors and headers ----------------------------------------------------------------------------
+
+
+def problem_response(
+    problem: Problem, detail: str | None = None, status: int | None = None
+) -> Response:
+    page = PAGES[problem]
+    response = make_response(
+        render_template(
+            "smart_error.html",
+            problem=problem.value,
+            page=page,
+            detail=detail,
+            request_id=getattr(g, "request_id", None),
+        ),
+        status or page.status,
+    )
+    return response
+
+
+@blueprint.errorhandler(AppError)
+def _app_error(error: AppError) -> Response:
+    log.info("SMART page %s (%s): %s", error.page.status, error.problem.value, error.detail or "-")
+    return problem_response(error.problem, error.detail)
+
+
+@blueprint.errorhandler(HTTPException)
+def _http_error(error: HTTPException) -> Response:
+    if error.code == 404:
+        return problem_response(Problem.NOT_FOUND)
+    return problem_response(Problem.INTERNAL, error.name, status=error.code or 500)
+
+
+@blueprint.errorhandler(Exception)
+def _unexpected(error: Exception) -> Response:
+    log.error(
+        "unhandled %s on %s (request %s)",
+        type(error).__name__,
+        request.path,
+        getattr(g, "request_id", "-"),
+        exc_info=error,
+    )
+    return problem_response(Problem.INTERNAL)
+
+
+@blueprint.after_request
+def _security_headers(response: Response) -> Response:
+    runtime = current_app.extensions.get(EXTENSION)
+    ancestors = " ".join(runtime.smart.frame_ancestor_sources()) if runtime else "'self'"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; "
+        f"frame-ancestors {ancestors}"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    if request.endpoint not in ("smartapp.static", "smartapp.jwks"):
+        response.headers["Cache-Control"] = "no-store"  # pages hold PHI
+    return response

@@ -1,0 +1,156 @@
+"""A real browser through the EHR launch: headless Chromium (Debian's /usr/bin/chromium, driven
+by Playwright) -> the sandbox EHR's launch button -> launch.html -> authorize (Authlib) ->
+callback -> the dashboard, all on 127.0.0.1; and the same inside the EHR's iframe."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.smartapp.smart_helpers import (
+    HARLAN,
+    LOW_E2,
+    Sandbox,
+    base_of,
+    build_app,
+    build_sandbox,
+    scenario_now,
+    serving,
+)
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@dataclass
+class LiveEhr:
+    sandbox: Sandbox
+    ehr_base: str
+    app_base: str
+
+    def launch_url(self, path: str = "/ehr/launch", **params: str) -> str:
+        query = {"patient": HARLAN, "app": f"{self.app_base}/launch.html", **params}
+        return f"{self.ehr_base}{path}?{urlencode(query)}"
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveEhr]:
+    with serving() as ehr_server, serving() as app_server:
+        ehr_base, app_base = base_of(ehr_server), base_of(app_server)
+        sandbox = build_sandbox(ehr_base, app_base=app_base)
+        ehr_server.app = sandbox.app
+        app_server.app = build_app(
+            tmp_path_factory.mktemp("app"),
+            now=scenario_now(LOW_E2),
+            app_base=app_base,
+            allowed_issuers=(sandbox.ehr.fhir_base,),
+        )
+        yield LiveEhr(sandbox, ehr_base, app_base)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    # Not a skip: a browser test that does not run has not passed. `make test` installs both.
+    import playwright.sync_api as playwright_api
+
+    assert CHROMIUM.exists(), "no /usr/bin/chromium: run `make browser` (apt-get install chromium)"
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1024, "height": 900})
+    yield context.new_page()
+    context.close()
+
+
+def test_ehr_launch_to_dashboard_in_a_real_browser(
+    live: LiveEhr, page: Any, tmp_path: Path
+) -> None:
+    page.goto(live.launch_url(appContext='{"rule": "estradiol-low"}'))
+    page.wait_for_selector("section.findings")
+    assert page.url.startswith(f"{live.app_base}/smart/app/")
+
+    # the findings, in the cards' words, most severe first
+    rules = page.locator("li.finding").evaluate_all("els => els.map(e => e.dataset.rule)")
+    assert rules == ["estradiol-low", "dexa-due", "anastrozole-intent"]
+    first = page.locator("li.finding").first
+    assert "Estradiol 11 pg/mL on anastrozole (TRT): below 20 pg/mL floor" in first.inner_text()
+    assert "Warning" in first.locator(".badge").inner_text().title()
+    assert first.get_attribute("aria-current") == "true"  # the card that opened the app
+    assert "Harlan J Quill" in page.locator(".patient-banner").inner_text()
+
+    # the chart, drawn on the server, with its data points
+    chart = page.locator("svg.trend-chart")
+    assert chart.is_visible()
+    points = chart.locator("circle[data-series=estradiol]").evaluate_all(
+        "els => els.map(e => [e.dataset.value, e.dataset.date])"
+    )
+    assert points == [["46", "2026-04-02"], ["11", "2026-10-19"]]
+    assert chart.locator("rect.band").get_attribute("data-low") == "20"
+    assert chart.locator("rect[data-drug=anastrozole]").get_attribute("data-weekly-mg") == "1"
+    assert chart.locator("circle[data-series=testosterone]").count() == 1
+    box = chart.bounding_box()
+    assert box is not None and box["width"] <= 1024
+
+    # tokens stay on the server: the browser holds one opaque, HttpOnly cookie
+    cookies = page.context.cookies()
+    assert [c["name"] for c in cookies] == ["anastrozole_smart"]
+    assert cookies[0]["httpOnly"] and cookies[0]["sameSite"] == "Lax"
+    tokens = [t.access_token for t in live.sandbox.ehr.by_access.values()]
+    assert tokens and all(
+        token not in page.content() and token not in cookies[0]["value"] for token in tokens
+    )
+
+    shot = tmp_path / "dashboard.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"\nscreenshot: {shot}")
+    assert shot.stat().st_size > 10_000
+
+
+def test_the_page_works_from_the_keyboard(live: LiveEhr, page: Any) -> None:
+    page.goto(live.launch_url())
+    page.wait_for_selector("section.findings")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip-link"
+    dexa = page.locator("#finding-dexa-due details")
+    assert dexa.get_attribute("open") is None
+    dexa.locator("summary").focus()
+    page.keyboard.press("Enter")
+    assert dexa.get_attribute("open") is not None
+
+
+def test_the_app_works_inside_the_ehr_iframe(live: LiveEhr, page: Any, tmp_path: Path) -> None:
+    page.goto(live.launch_url("/ehr/frame", appContext='{"rule": "dexa-due"}'))
+    frame = page.frame_locator("iframe")
+    frame.locator("section.findings").wait_for()
+    assert "DEXA due on anastrozole" in frame.locator("li.finding.highlighted").inner_text()
+    assert frame.locator("svg.trend-chart circle[data-series=estradiol]").count() == 2
+    shot = tmp_path / "in-ehr-iframe.png"
+    page.screenshot(path=str(shot))
+    print(f"\nscreenshot: {shot}")
+
+
+def test_an_unknown_issuer_is_refused_in_the_browser(live: LiveEhr, page: Any) -> None:
+    response = page.goto(f"{live.app_base}/launch.html?iss=https://evil.example/fhir&launch=x")
+    assert response is not None and response.status == 403
+    assert "This EHR is not registered with the app" in page.locator("h1").inner_text()
+    assert page.url.startswith(live.app_base)
