@@ -1,0 +1,203 @@
+"""End to end against a real FHIR R4 server (sekmet-fhir, pinned in the dev extra).
+
+The synthetic patients are loaded with `anastrozole-cds load` (dates moved to today), then
+every hook is played with `anastrozole-cds check` for every patient, with the prefetch filled
+from the server and without it (the service queries the server), in process; and over real
+HTTP against `anastrozole-cds serve`. Each patient's Bundle states the cards to expect.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import requests
+from click.testing import CliRunner
+
+from anastrozole_cds.cli import main
+from sandbox.patients import SyntheticPatient, all_patients
+from tests.cds_hooks.cds_helpers import ISSUER, make_keys
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+PATIENTS = all_patients()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _start(
+    command: list[str], log: Path, ready_url: str, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{command[2]} exited early:\n{log.read_text()}")
+        try:
+            if requests.get(ready_url, timeout=1).status_code == 200:
+                return process
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    _stop(process)
+    pytest.fail(f"{ready_url} did not answer:\n{log.read_text()}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def fhir_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """sekmet-fhir on a free port with a temporary SQLite store; its simulator is off so that
+    nothing acts on the loaded orders."""
+    folder = tmp_path_factory.mktemp("sekmet")
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}/fhir"
+    config = folder / "settings.yaml"
+    config.write_text(
+        f"base_url: {base}\nhost: 127.0.0.1\nport: {port}\ndata_dir: {folder / 'data'}\n"
+        'validation:\n  inbound: "off"\nsimulator:\n  enabled: false\nlog_inbound: false\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEKMET_")}
+    sekmet = Path(sys.executable).parent / "sekmet"
+    if not sekmet.exists():
+        pytest.fail("sekmet-fhir is not installed: pip install -e '.[dev]'")
+    command = [str(sekmet), "serve", "--config", str(config)]
+    process = _start(command, folder / "sekmet.log", f"{base}/metadata", env)
+    try:
+        yield base
+    finally:
+        _stop(process)
+
+
+@pytest.fixture(scope="module")
+def loaded(fhir_server: str) -> str:
+    result = CliRunner().invoke(main, ["load", "--fhir-server", fhir_server])
+    assert result.exit_code == 0, result.output
+    return fhir_server
+
+
+def _cards(output: str) -> dict[str, str]:
+    response = orjson.loads(output)
+    return {card["source"]["topic"]["code"]: card["indicator"] for card in response["cards"]}
+
+
+def _check(*args: str) -> dict[str, str]:
+    result = CliRunner().invoke(main, ["check", "--json", *args])
+    assert result.exit_code == 0, result.output
+    return _cards(result.stdout)
+
+
+def test_loading_twice_keeps_one_copy_of_each_patient(loaded: str) -> None:
+    again = CliRunner().invoke(main, ["load", "--fhir-server", loaded, PATIENTS[0].key])
+    assert again.exit_code == 0, again.output
+    patient = PATIENTS[0]
+    found = requests.get(f"{loaded}/Patient?_id={patient.patient_id}", timeout=10).json()
+    assert found["total"] == 1
+    observations = requests.get(
+        f"{loaded}/Observation?patient={patient.patient_id}&_summary=count", timeout=10
+    ).json()
+    written = sum(
+        1 for e in patient.bundle["entry"] if e["resource"]["resourceType"] == "Observation"
+    )
+    assert observations["total"] == written
+
+
+@pytest.mark.parametrize("prefetch", [True, False], ids=["prefetch", "no-prefetch"])
+@pytest.mark.parametrize("patient", PATIENTS, ids=[p.key for p in PATIENTS])
+def test_every_hook_raises_the_cards_the_bundle_states(
+    loaded: str, patient: SyntheticPatient, prefetch: bool
+) -> None:
+    common = ["--fhir-server", loaded, "--patient", patient.patient_id]
+    if not prefetch:
+        common.append("--no-prefetch")
+    assert _check(*common) == patient.expected_cards
+    for hook in ("order-select", "order-sign"):
+        if patient.renewal_cards:
+            assert _check(*common, "--hook", hook) == patient.renewal_cards, hook
+        else:  # nothing to renew: check says so and fails cleanly
+            result = CliRunner().invoke(main, ["check", *common, "--hook", hook])
+            assert result.exit_code == 1
+            assert "no active anastrozole order" in result.output
+
+
+@pytest.fixture(scope="module")
+def service(loaded: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """`anastrozole-cds serve` trusting a test issuer that may name the test FHIR server."""
+    folder = tmp_path_factory.mktemp("served")
+    keys = make_keys(folder)
+    key_file = folder / "ehr-private.jwk.json"
+    key_file.write_bytes(orjson.dumps(keys.es384.as_dict(private=True)))
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    config = folder / "anastrozole-cds.toml"
+    config.write_text(
+        f'public_base_url = "{base}"\nstore_url = "sqlite:///{folder / "store.sqlite3"}"\n'
+        f'instance_path = "{folder}"\nfhir_deadline_seconds = 10\n\n'
+        f'[[issuers]]\niss = "{ISSUER}"\njwks_file = "{keys.jwks_file}"\n'
+        f'fhir_servers = ["{loaded}"]\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANASTROZOLE_CDS_")}
+    command = [sys.executable, "-m", "anastrozole_cds.cli", "serve", "--host", "127.0.0.1",
+               "--port", str(port), "--workers", "1", "--config", str(config)]  # fmt: skip
+    process = _start(command, folder / "serve.log", f"{base}/healthz", env)
+    try:
+        yield {"base": base, "key": str(key_file)}
+    finally:
+        _stop(process)
+
+
+@pytest.mark.parametrize("prefetch", [True, False], ids=["prefetch", "no-prefetch"])
+@pytest.mark.parametrize("key", ["trt-low-e2", "onc-no-dexa", "ai-tamoxifen"])
+def test_check_over_real_http_against_serve(
+    loaded: str, service: dict[str, Any], key: str, prefetch: bool
+) -> None:
+    patient = next(p for p in PATIENTS if p.key == key)
+    args = ["--fhir-server", loaded, "--patient", patient.patient_id, "--service",
+            service["base"], "--key", service["key"], "--issuer", ISSUER]  # fmt: skip
+    if not prefetch:
+        args.append("--no-prefetch")
+    assert _check(*args) == patient.expected_cards
+    assert _check(*args, "--hook", "order-sign") == patient.renewal_cards
+
+
+def test_an_unsigned_call_over_http_is_refused(loaded: str, service: dict[str, Any]) -> None:
+    patient = PATIENTS[0]
+    result = CliRunner().invoke(
+        main,
+        [
+            "check",
+            "--fhir-server",
+            loaded,
+            "--patient",
+            patient.patient_id,
+            "--service",
+            service["base"],
+        ],
+    )
+    assert result.exit_code == 1
+    assert "HTTP 401" in result.output
