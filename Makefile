@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The product beside a sandbox EHR with the synthetic patients, all on 127.0.0.1; Ctrl-C stops.
 run: install
-	$(BIN)/anastrozole-cds serve --host 127.0.0.1 --port 8080
+	$(BIN)/anastrozole-cds demo --port 8080 --ehr-port 8081
 
 # Headless Chromium for the browser tests (tests/smartapp), from Debian's package: a fresh CI
 # machine has none. Never `playwright install`: it downloads a browser from the internet.

@@ -337,6 +337,37 @@ def _draft_orders(path: Path) -> list[dict[str, Any]]:
     return drafts
 
 
+@main.command()
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port of the product (CDS Hooks service and SMART app).",
+)
+@click.option(
+    "--ehr-port",
+    default=8081,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port of the sandbox EHR (the page to open).",
+)
+def demo(port: int, ehr_port: int) -> None:
+    """The product beside a sandbox EHR with the synthetic patients, on 127.0.0.1 (offline).
+
+    Starts a real FHIR server loaded with the patients, the product under gunicorn, and a
+    sandbox EHR that shows each patient's cards and launches the SMART app. Ctrl-C stops all.
+    """
+    from sandbox.demo import run_demo
+    from sandbox.ehr_client import SandboxError
+    from sandbox.fhir_server import FhirServerError
+
+    try:
+        run_demo(port=port, ehr_port=ehr_port, say=click.echo)
+    except (SandboxError, FhirServerError) as error:
+        raise click.ClickException(str(error)) from error  # fmt: skip
+
+
 from smartapp.cli import keys  # noqa: E402  (the SMART app's key pairs: `keys generate`)
 
 main.add_command(keys)

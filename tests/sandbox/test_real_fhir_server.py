@@ -24,6 +24,7 @@ import requests
 from click.testing import CliRunner
 
 from anastrozole_cds.cli import main
+from sandbox.fhir_server import FhirServerError, start_fhir_server
 from sandbox.patients import SyntheticPatient, all_patients
 from tests.cds_hooks.cds_helpers import ISSUER, make_keys
 
@@ -72,26 +73,15 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="module")
 def fhir_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """sekmet-fhir on a free port with a temporary SQLite store; its simulator is off so that
-    nothing acts on the loaded orders."""
-    folder = tmp_path_factory.mktemp("sekmet")
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}/fhir"
-    config = folder / "settings.yaml"
-    config.write_text(
-        f"base_url: {base}\nhost: 127.0.0.1\nport: {port}\ndata_dir: {folder / 'data'}\n"
-        'validation:\n  inbound: "off"\nsimulator:\n  enabled: false\nlog_inbound: false\n'
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEKMET_")}
-    sekmet = Path(sys.executable).parent / "sekmet"
-    if not sekmet.exists():
-        pytest.fail("sekmet-fhir is not installed: pip install -e '.[dev]'")
-    command = [str(sekmet), "serve", "--config", str(config)]
-    process = _start(command, folder / "sekmet.log", f"{base}/metadata", env)
+    """sekmet-fhir on a free port with a temporary SQLite store (sandbox.fhir_server)."""
     try:
-        yield base
+        server = start_fhir_server(tmp_path_factory.mktemp("sekmet"))
+    except FhirServerError as error:
+        pytest.fail(str(error))
+    try:
+        yield server.base_url
     finally:
-        _stop(process)
+        server.stop()
 
 
 @pytest.fixture(scope="module")

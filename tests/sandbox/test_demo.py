@@ -1,0 +1,84 @@
+"""`make run`: the demo starts everything on 127.0.0.1, shows cards, launches the app, and
+Ctrl-C leaves nothing running."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from sandbox.fhir_server import free_port
+from sandbox.patients import patient
+
+ROOT = Path(__file__).parents[2]
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[tuple[subprocess.Popen[str], str]]:
+    port, ehr_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "anastrozole_cds.cli", "demo", "--port", str(port),
+         "--ehr-port", str(ehr_port)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    url = None
+    deadline = time.monotonic() + 120
+    while url is None and time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            pytest.fail("the demo exited before printing its URL")
+        found = re.search(r"Open (http://127\.0\.0\.1:\d+/)", line)
+        url = found.group(1) if found else None
+    assert url == f"http://127.0.0.1:{ehr_port}/"
+    yield process, url
+    if process.poll() is None:
+        process.kill()
+
+
+def test_the_demo_prints_one_url_that_lists_every_patient(demo: tuple[object, str]) -> None:
+    _, url = demo
+    page = requests.get(url, timeout=10).text
+    assert page.count("<a href='/patients/") == 16
+
+
+def test_a_patient_page_shows_the_cards_its_bundle_states(demo: tuple[object, str]) -> None:
+    _, url = demo
+    page = requests.get(f"{url}patients/trt-low-e2", timeout=30).text
+    expected = patient("trt-low-e2").expected_cards
+    shown = re.findall(r"(CRITICAL|WARNING|INFO) <span class='topic'>([a-z-]+)<", page)
+    assert {rule: level.lower() for level, rule in shown} == expected
+
+
+def test_the_launch_button_runs_a_smart_ehr_launch_to_the_dashboard(
+    demo: tuple[object, str],
+) -> None:
+    _, url = demo
+    browser = requests.Session()
+    page = browser.get(f"{url}patients/trt-low-e2", timeout=30).text
+    launch = re.search(r"href='(/ehr/launch[^']*)'", page)
+    assert launch is not None
+    dashboard = browser.get(url.rstrip("/") + launch.group(1).replace("&amp;", "&"), timeout=60)
+    assert dashboard.status_code == 200
+    assert "/smart/app/" in dashboard.url
+    assert "Estradiol 11 pg/mL on anastrozole (TRT)" in dashboard.text
+
+
+def test_ctrl_c_stops_everything(demo: tuple[subprocess.Popen[str], str]) -> None:
+    process, url = demo
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 0
+    left = subprocess.run(
+        ["pgrep", "-f", "anastrozole-cds-demo-"], capture_output=True, text=True, check=False
+    )
+    assert left.stdout == "", f"still running: {left.stdout}"
+    with pytest.raises(requests.ConnectionError):
+        requests.get(url, timeout=2)
