@@ -267,7 +267,10 @@ def run_demo(*, port: int = 8080, ehr_port: int = 8081, say: Any = print) -> Non
         )  # fmt: skip
         _wait_for(f"{urls.product}/healthz", product, "the product")
 
-        server = make_server("127.0.0.1", ehr_port, create_ehr_app(urls, key, patients))
+        # Threaded: a browser keeps its connection open while the app calls the EHR back.
+        server = make_server(
+            "127.0.0.1", ehr_port, create_ehr_app(urls, key, patients), threaded=True
+        )
         threading.Thread(target=server.serve_forever, daemon=True).start()
         say(f"\nOpen {urls.ehr}/  (the sandbox EHR; Ctrl-C stops everything)\n")
         while product.poll() is None:

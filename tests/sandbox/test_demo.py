@@ -18,6 +18,16 @@ from sandbox.fhir_server import free_port
 from sandbox.patients import patient
 
 ROOT = Path(__file__).parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 pytestmark = pytest.mark.integration
 
 
@@ -70,6 +80,22 @@ def test_the_launch_button_runs_a_smart_ehr_launch_to_the_dashboard(
     assert dashboard.status_code == 200
     assert "/smart/app/" in dashboard.url
     assert "Estradiol 11 pg/mL on anastrozole (TRT)" in dashboard.text
+
+
+def test_the_launch_works_in_a_real_browser(demo: tuple[object, str], tmp_path: Path) -> None:
+    """The newcomer's path, in Chromium: a patient's chart, the launch button, the dashboard."""
+    from playwright.sync_api import sync_playwright
+
+    _, url = demo
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1024, "height": 1400})
+        page.goto(f"{url}patients/trt-low-e2")
+        page.get_by_text("Open anastrozole monitoring (SMART EHR launch)").click()
+        page.wait_for_url("**/smart/app/**", timeout=30_000)
+        page.screenshot(path=str(tmp_path / "demo-dashboard.png"), full_page=True)
+        assert page.get_by_text("Estradiol 11 pg/mL on anastrozole (TRT)").count() >= 1
+        browser.close()
 
 
 def test_ctrl_c_stops_everything(demo: tuple[subprocess.Popen[str], str]) -> None:
