@@ -236,7 +236,7 @@ def run_demo(*, port: int = 8080, ehr_port: int = 8081, say: Any = print) -> Non
     # SIGTERM (a service manager, `kill`) stops as cleanly as Ctrl-C.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-    folder = Path(tempfile.mkdtemp(prefix="anastrozole-cds-demo-"))
+    folder = Path(tempfile.mkdtemp(prefix=f"anastrozole-cds-demo-{ehr_port}-"))
     fhir: RunningFhirServer | None = None
     product: subprocess.Popen[bytes] | None = None
     server = None

@@ -14,6 +14,7 @@ from cds_hooks.cards import CardContext, card_for, data_incomplete_card, short_s
 from cds_hooks.catalogue import RULE_CARDS, RULE_IDS, RULES_SYSTEM
 from clinical import orders
 from clinical.finding import Finding, Intent, Severity, SuggestedOrder
+from tests.design import DESIGN_RULE_IDS
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
 CTX = CardContext(
@@ -23,22 +24,6 @@ CTX = CardContext(
     user_reference="Practitioner/dr-1",
     encounter_id="enc-9",
 )
-DESIGN_RULE_IDS = {
-    "anastrozole-intent",
-    "dose-intent-mismatch",
-    "estradiol-low",
-    "estradiol-high",
-    "estradiol-monitoring-due",
-    "dexa-due",
-    "liver-panel-due",
-    "lipid-panel-due",
-    "glycemic-monitoring-due",
-    "bone-loss-on-ai",
-    "liver-injury-on-ai",
-    "premenopausal-on-ai",
-    "ai-interaction",
-    "sex-undetermined",
-}
 SUGGESTS: dict[str, tuple[SuggestedOrder, ...]] = {
     "dexa-due": (orders.DXA,),
     "liver-panel-due": (orders.HEPATIC_PANEL,),

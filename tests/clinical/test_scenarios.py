@@ -11,23 +11,8 @@ import pytest
 
 from clinical import evaluate
 from clinical.finding import Finding
+from tests.design import DESIGN_RULE_IDS
 
-RULE_IDS = {
-    "anastrozole-intent",
-    "dose-intent-mismatch",
-    "estradiol-low",
-    "estradiol-high",
-    "estradiol-monitoring-due",
-    "dexa-due",
-    "liver-panel-due",
-    "lipid-panel-due",
-    "glycemic-monitoring-due",
-    "bone-loss-on-ai",
-    "liver-injury-on-ai",
-    "premenopausal-on-ai",
-    "ai-interaction",
-    "sex-undetermined",
-}
 SEVERITIES = {"info", "warning", "critical"}
 INTENTS = {"oncology-suppression", "trt-modulation", "fertility", "unclear", None}
 UNKNOWN_UNIT_SCENARIO = "man_trt_anastrozole_e2_unknown_unit.json"
@@ -60,9 +45,9 @@ def test_expectation_names_only_known_rules_severities_and_intents(
     scenario_name: str, expected: Scenarios
 ) -> None:
     spec = expected[scenario_name]
-    assert set(spec["fires"]) <= RULE_IDS
+    assert set(spec["fires"]) <= DESIGN_RULE_IDS
     assert set(spec["fires"].values()) <= SEVERITIES
-    assert set(spec["does_not_fire"]) <= RULE_IDS
+    assert set(spec["does_not_fire"]) <= DESIGN_RULE_IDS
     assert not set(spec["fires"]) & set(spec["does_not_fire"])
     assert spec["intent"] in INTENTS
     assert ("anastrozole-intent" in spec["fires"]) == (spec["intent"] is not None)

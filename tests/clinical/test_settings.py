@@ -9,23 +9,7 @@ import pytest
 
 from clinical.rules import RULE_IDS
 from clinical.settings import SOURCES, Settings
-
-DESIGN_RULE_IDS = {
-    "anastrozole-intent",
-    "dose-intent-mismatch",
-    "estradiol-low",
-    "estradiol-high",
-    "estradiol-monitoring-due",
-    "dexa-due",
-    "liver-panel-due",
-    "lipid-panel-due",
-    "glycemic-monitoring-due",
-    "bone-loss-on-ai",
-    "liver-injury-on-ai",
-    "premenopausal-on-ai",
-    "ai-interaction",
-    "sex-undetermined",
-}
+from tests.design import DESIGN_RULE_IDS
 
 
 def test_every_threshold_cites_its_source() -> None:

@@ -16,18 +16,9 @@ import requests
 
 from sandbox.fhir_server import free_port
 from sandbox.patients import patient
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
 ROOT = Path(__file__).parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 pytestmark = pytest.mark.integration
 
 
@@ -49,6 +40,7 @@ def demo() -> Iterator[tuple[subprocess.Popen[str], str]]:
         found = re.search(r"Open (http://127\.0\.0\.1:\d+/)", line)
         url = found.group(1) if found else None
     assert url == f"http://127.0.0.1:{ehr_port}/"
+    process.product_url = f"http://127.0.0.1:{port}/healthz"  # type: ignore[attr-defined]
     yield process, url
     if process.poll() is None:
         process.kill()
@@ -102,9 +94,14 @@ def test_ctrl_c_stops_everything(demo: tuple[subprocess.Popen[str], str]) -> Non
     process, url = demo
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 0
-    left = subprocess.run(
-        ["pgrep", "-f", "anastrozole-cds-demo-"], capture_output=True, text=True, check=False
+    ehr_port = url.rstrip("/").rsplit(":", 1)[1]
+    left = subprocess.run(  # this demo's processes carry its folder, named by its EHR port
+        ["pgrep", "-f", f"anastrozole-cds-demo-{ehr_port}-"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert left.stdout == "", f"still running: {left.stdout}"
-    with pytest.raises(requests.ConnectionError):
-        requests.get(url, timeout=2)
+    for stopped in (url, process.product_url):  # the sandbox EHR and the product
+        with pytest.raises(requests.ConnectionError):
+            requests.get(stopped, timeout=2)

@@ -12,6 +12,8 @@ from urllib.parse import urlencode
 
 import pytest
 
+from tests.browser import CHROMIUM as CHROMIUM_PATH
+from tests.browser import CHROMIUM_ARGS
 from tests.smartapp.smart_helpers import (
     HARLAN,
     LOW_E2,
@@ -25,16 +27,7 @@ from tests.smartapp.smart_helpers import (
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+CHROMIUM = Path(CHROMIUM_PATH)
 
 
 @dataclass
