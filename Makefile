@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast bench lint fmt clean browser
+.PHONY: install run test test-fast bench lint fmt clean browser loadtest
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test-fast: install
 
 bench: install
 	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-columns=min,median,mean,max,rounds --benchmark-sort=name
+
+# Bounded load test of `anastrozole-cds serve` on 127.0.0.1 (wrk, from Debian: apt-get install -y wrk)
+loadtest: install
+	$(BIN)/python loadtest/run.py --workers 2 --threads 4 --duration 10 --connections 16
 
 lint: install
 	$(BIN)/ruff check .

@@ -98,7 +98,8 @@ class ProductSettings(BaseSettings):
     fhir_connect_timeout_seconds: float = Field(default=1.0, gt=0)
     fhir_read_timeout_seconds: float = Field(default=2.0, gt=0)
     fhir_max_pages: int = Field(default=5, ge=1)
-    fhir_max_parallel: int = Field(default=8, ge=1, le=32)
+    # 16: the 13 prefetch queries all go out at once, one FHIR round trip (docs/performance.md)
+    fhir_max_parallel: int = Field(default=16, ge=1, le=32)
 
     # HTTP
     max_request_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)

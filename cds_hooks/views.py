@@ -23,6 +23,7 @@ from cds_hooks.catalogue import RULE_CARDS
 from cds_hooks.chart import ClientFactory, FhirAccess, PreconditionFailed, fhir_access, gather_chart
 from cds_hooks.hook import answer
 from cds_hooks.models import RequestProblem, parse_feedback, parse_hook_request
+from cds_hooks.openapi import openapi_document
 from cds_hooks.services import SERVICES, CdsService, discovery_document, prefetch_templates
 from clinical.settings import Settings as ClinicalSettings
 from ehr.client import ClientLimits, FhirClient
@@ -154,6 +155,11 @@ def discovery() -> Response:
     )
 
 
+@blueprint.get("/openapi.json")
+def openapi() -> Response:
+    return json_response(openapi_document())
+
+
 # -- the services ---------------------------------------------------------------------------------
 
 
@@ -199,12 +205,14 @@ def call_service(service_id: str) -> Response:
     )
     runtime.store.record_issued_cards(result.issued)
     log.info(
-        "%s: %d cards (%s), withheld %s, data %s, %.0f ms",
+        "%s: %d cards (%s), withheld %s, data %s, gaps %s, %.0f ms",
         service.id,
         len(result.cards),
         ",".join(card.rule_id for card in result.issued) or "-",
         ",".join(result.withheld) or "-",
         _count_sources(chart.sources),
+        # reasons name the fault ("HTTP 503", "timeout"), never a URL, value or token
+        "; ".join(f"{gap.key}: {gap.reason}" for gap in chart.gaps) or "-",
         (time.monotonic() - started) * 1000,
     )
     return json_response({"cards": result.cards})

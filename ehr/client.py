@@ -353,6 +353,8 @@ def _page_contents(body: Any) -> tuple[list[dict[str, Any]], str | None]:
         resource = entry.get("resource")
         search = entry.get("search")
         if isinstance(search, dict) and search.get("mode") == "outcome":
+            if _reports_an_error(resource):
+                raise _Fault("OperationOutcome error in the searchset")
             continue
         if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
             resources.append(resource)
@@ -365,6 +367,15 @@ def _page_contents(body: Any) -> tuple[list[dict[str, Any]], str | None]:
         ):
             next_url = link["url"]
     return resources, next_url
+
+
+def _reports_an_error(outcome: Any) -> bool:
+    """An OperationOutcome entry that says the search failed (FHIR R4 Bundle, search.mode
+    "outcome": issues of severity error or fatal mean the matches cannot be trusted)."""
+    issues = outcome.get("issue") if isinstance(outcome, dict) else None
+    return isinstance(issues, list) and any(
+        isinstance(issue, dict) and issue.get("severity") in ("error", "fatal") for issue in issues
+    )
 
 
 def _resource_type(path: str) -> str:

@@ -40,7 +40,12 @@ from werkzeug.serving import make_server
 from sandbox.check import CheckRequest, run_check
 from sandbox.ehr_auth import SandboxClient, SandboxEhr
 from sandbox.ehr_client import SandboxError
-from sandbox.fhir_server import RunningFhirServer, start_fhir_server, stop_process
+from sandbox.fhir_server import (
+    RunningFhirServer,
+    die_with_parent,
+    start_fhir_server,
+    stop_process,
+)
 from sandbox.loader import load_patients
 from sandbox.patients import SyntheticPatient, all_patients, days_to_shift
 
@@ -264,6 +269,7 @@ def run_demo(*, port: int = 8080, ehr_port: int = 8081, say: Any = print) -> Non
             env=product_environment(urls, config),
             stdout=(folder / "product.log").open("wb"),
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )  # fmt: skip
         _wait_for(f"{urls.product}/healthz", product, "the product")
 

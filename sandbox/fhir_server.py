@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -28,6 +29,14 @@ class RunningFhirServer:
 
     def stop(self) -> None:
         stop_process(self.process)
+
+
+def die_with_parent() -> None:
+    """In a child process before exec: Linux sends it SIGTERM when its parent dies, so a
+    sandbox killed outright (SIGKILL) leaves no server behind. Elsewhere it does nothing."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1  # prctl(2)
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -71,6 +80,7 @@ def start_fhir_server(folder: Path, port: int | None = None) -> RunningFhirServe
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
     deadline = time.monotonic() + READY_SECONDS
     while time.monotonic() < deadline:

@@ -42,8 +42,12 @@ def demo() -> Iterator[tuple[subprocess.Popen[str], str]]:
     assert url == f"http://127.0.0.1:{ehr_port}/"
     process.product_url = f"http://127.0.0.1:{port}/healthz"  # type: ignore[attr-defined]
     yield process, url
-    if process.poll() is None:
-        process.kill()
+    if process.poll() is None:  # a test failed before Ctrl-C: stop it as a user would
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def test_the_demo_prints_one_url_that_lists_every_patient(demo: tuple[object, str]) -> None:
@@ -88,6 +92,36 @@ def test_the_launch_works_in_a_real_browser(demo: tuple[object, str], tmp_path: 
         page.screenshot(path=str(tmp_path / "demo-dashboard.png"), full_page=True)
         assert page.get_by_text("Estradiol 11 pg/mL on anastrozole (TRT)").count() >= 1
         browser.close()
+
+
+def test_nothing_outlives_a_demo_killed_outright(tmp_path: Path) -> None:
+    """SIGKILL gives the demo no chance to clean up: its servers must still go."""
+    ehr_port, port = free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "anastrozole_cds.cli", "demo", "--port", str(port),
+         "--ehr-port", str(ehr_port)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    deadline = time.monotonic() + 120
+    while "Open http://" not in process.stdout.readline():
+        assert process.poll() is None and time.monotonic() < deadline, "the demo did not start"
+    process.kill()
+    process.wait()
+    pattern = f"anastrozole-cds-demo-{ehr_port}-"
+    for _ in range(40):  # the servers get SIGTERM from the kernel and shut down
+        if subprocess.run(["pgrep", "-f", pattern], capture_output=True, check=False).stdout:
+            time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-fa", pattern], capture_output=True, text=True, check=False)
+    assert left.stdout == "", f"still running: {left.stdout}"
+    for _ in range(40):  # the product (gunicorn) stops its workers first
+        try:
+            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+        except requests.ConnectionError:
+            break
+        time.sleep(0.5)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
 
 
 def test_ctrl_c_stops_everything(demo: tuple[subprocess.Popen[str], str]) -> None:
