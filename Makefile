@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast bench lint fmt clean browser loadtest
+.PHONY: install run test test-fast bench lint fmt clean browser postgres loadtest
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,13 @@ browser:
 		echo "installing chromium with apt-get for the browser tests"; \
 		$(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
-test: install browser
+# PostgreSQL for the store's tests (the same code as SQLite): Debian's package when missing.
+postgres:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		echo "installing postgresql with apt-get for the store tests"; \
+		$(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; }
+
+test: install browser postgres
 	$(BIN)/python -m pytest
 
 test-fast: install

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,7 +12,15 @@ from click.testing import CliRunner
 
 from anastrozole_cds.cli import main
 from anastrozole_cds.config import ConfigError, ProductSettings, load_settings
-from anastrozole_cds.store import FeedbackRecord, Store, StoreError
+from anastrozole_cds.store import (
+    FeedbackRecord,
+    Store,
+    StoreError,
+    feedback_table,
+    issued_card_table,
+    jwt_replay_table,
+)
+from tests.app.postgres_server import postgres_server
 
 TOML = """
 public_base_url = "https://cds.example.org/"
@@ -147,16 +156,34 @@ def record(card: str = "c1", **changes: object) -> FeedbackRecord:
     return FeedbackRecord(**values)  # type: ignore[arg-type]
 
 
-def test_a_jti_is_accepted_once() -> None:
-    store = Store("sqlite://")
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    """The same store code on SQLite (the default) and on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        store = Store("sqlite://")
+    else:
+        store = Store(request.getfixturevalue("postgres_url"))
+        with store.engine.begin() as connection:  # each test starts from empty tables
+            for table in (feedback_table, jwt_replay_table, issued_card_table):
+                connection.execute(table.delete())
+    yield store
+    store.dispose()
+
+
+def test_a_jti_is_accepted_once(store: Store) -> None:
     expires = datetime.now(UTC) + timedelta(minutes=5)
     assert store.remember_jti("iss-a", "j1", expires) is True
     assert store.remember_jti("iss-a", "j1", expires) is False
     assert store.remember_jti("iss-b", "j1", expires) is True  # per issuer
 
 
-def test_expired_jtis_are_purged() -> None:
-    store = Store("sqlite://")
+def test_expired_jtis_are_purged(store: Store) -> None:
     store.remember_jti("iss", "old", datetime.now(UTC) - timedelta(minutes=1))
     store._last_purge = -1e9  # force the next purge
     store.remember_jti("iss", "new", datetime.now(UTC) + timedelta(minutes=1))
@@ -165,8 +192,7 @@ def test_expired_jtis_are_purged() -> None:
     assert [row[0] for row in rows] == ["new"]
 
 
-def test_feedback_is_written_in_one_transaction() -> None:
-    store = Store("sqlite://")
+def test_feedback_is_written_in_one_transaction(store: Store) -> None:
     assert store.record_feedback([record("a"), record("b")], issuer="iss") == 2
     with pytest.raises(StoreError):
         store.record_feedback([record("c"), record("d", outcome=None)], issuer="iss")
