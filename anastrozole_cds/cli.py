@@ -361,10 +361,11 @@ def demo(port: int, ehr_port: int) -> None:
     from sandbox.demo import run_demo
     from sandbox.ehr_client import SandboxError
     from sandbox.fhir_server import FhirServerError
+    from sandbox.processes import ProcessError
 
     try:
         run_demo(port=port, ehr_port=ehr_port, say=click.echo)
-    except (SandboxError, FhirServerError) as error:
+    except (SandboxError, FhirServerError, ProcessError) as error:
         raise click.ClickException(str(error)) from error  # fmt: skip
 
 

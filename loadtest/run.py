@@ -18,8 +18,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -42,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cds_hooks.services import prefetch_templates  # noqa: E402
+from sandbox.processes import ProcessError, free_port, stop_process, wait_until_ready  # noqa: E402
 from sandbox.synthetic import make_patient_bundle  # noqa: E402
 
 ISSUER = "https://loadtest-ehr.example.org"
@@ -109,13 +108,6 @@ def sign_many(key: ECKey, aud: str, count: int) -> list[str]:
 # -- the server -------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Server:
     def __init__(self, folder: Path, config: Path, port: int, workers: int, threads: int):
         self.folder, self.config, self.port = folder, config, port
@@ -130,17 +122,10 @@ class Server:
                    "--threads", str(self.threads), "--config", str(self.config)]  # fmt: skip
         log = (self.folder / "serve.log").open("ab")
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit("serve exited early; see " + str(self.folder / "serve.log"))
-            try:
-                if requests.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
-        raise SystemExit("serve did not become healthy")
+        try:
+            wait_until_ready(f"{self.base}/healthz", self.process, what="anastrozole-cds serve")
+        except ProcessError as error:
+            raise SystemExit(f"{error}; see {self.folder / 'serve.log'}") from None
 
     def worker_pids(self) -> list[int]:
         assert self.process is not None
@@ -152,12 +137,7 @@ class Server:
     def stop(self) -> None:
         if self.process is None:
             return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)  # SIGTERM: gunicorn finishes the requests it acknowledged
         self.process = None
 
 

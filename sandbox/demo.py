@@ -40,19 +40,14 @@ from werkzeug.serving import make_server
 from sandbox.check import CheckRequest, run_check
 from sandbox.ehr_auth import SandboxClient, SandboxEhr
 from sandbox.ehr_client import SandboxError
-from sandbox.fhir_server import (
-    RunningFhirServer,
-    die_with_parent,
-    start_fhir_server,
-    stop_process,
-)
+from sandbox.fhir_server import RunningFhirServer, start_fhir_server
 from sandbox.loader import load_patients
 from sandbox.patients import SyntheticPatient, all_patients, days_to_shift
+from sandbox.processes import die_with_parent, stop_process, wait_until_ready
 
 log = logging.getLogger(__name__)
 
 CLIENT_ID = "anastrozole-cds-demo"
-READY_SECONDS = 40.0
 _MARKDOWN = MarkdownIt("commonmark", {"html": False})
 _INDICATOR_COLOUR = {"critical": "#a4001d", "warning": "#8a4b00", "info": "#1f4e96"}
 
@@ -222,20 +217,6 @@ def _page(title: str, body: str, status: int = 200) -> Response:
     return Response(page, status=status, mimetype="text/html")
 
 
-def _wait_for(url: str, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + READY_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SandboxError(f"{what} exited early")
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    raise SandboxError(f"{what} did not answer at {url}")
-
-
 def run_demo(*, port: int = 8080, ehr_port: int = 8081, say: Any = print) -> None:
     """Start everything, print the one URL to open, and stop everything on Ctrl-C."""
     # SIGTERM (a service manager, `kill`) stops as cleanly as Ctrl-C.
@@ -271,7 +252,7 @@ def run_demo(*, port: int = 8080, ehr_port: int = 8081, say: Any = print) -> Non
             stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent,
         )  # fmt: skip
-        _wait_for(f"{urls.product}/healthz", product, "the product")
+        wait_until_ready(f"{urls.product}/healthz", product, what="the product")
 
         # Threaded: a browser keeps its connection open while the app calls the EHR back.
         server = make_server(

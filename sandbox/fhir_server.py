@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
-READY_SECONDS = 40.0
+from sandbox.processes import (
+    ProcessError,
+    die_with_parent,
+    free_port,
+    stop_process,
+    wait_until_ready,
+)
 
 
 class FhirServerError(Exception):
@@ -29,33 +29,6 @@ class RunningFhirServer:
 
     def stop(self) -> None:
         stop_process(self.process)
-
-
-def die_with_parent() -> None:
-    """In a child process before exec: Linux sends it SIGTERM when its parent dies, so a
-    sandbox killed outright (SIGKILL) leaves no server behind. Elsewhere it does nothing."""
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1  # prctl(2)
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL if it has not ended within 15 s."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def start_fhir_server(folder: Path, port: int | None = None) -> RunningFhirServer:
@@ -82,15 +55,9 @@ def start_fhir_server(folder: Path, port: int | None = None) -> RunningFhirServe
             stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent,
         )
-    deadline = time.monotonic() + READY_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise FhirServerError(f"the FHIR server exited early; see {log}")
-        try:
-            if requests.get(f"{base}/metadata", timeout=1).status_code == 200:
-                return RunningFhirServer(base, process, log)
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    stop_process(process)
-    raise FhirServerError(f"the FHIR server did not answer at {base}; see {log}")
+    try:
+        wait_until_ready(f"{base}/metadata", process, what="the FHIR server")
+    except ProcessError as error:
+        stop_process(process)
+        raise FhirServerError(f"{error}; see {log}") from None
+    return RunningFhirServer(base, process, log)

@@ -4,11 +4,8 @@ every scenario of tests/fixtures with the prefetch and without it (a stub FHIR s
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +19,7 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from cds_hooks.catalogue import RULE_IDS
 from cds_hooks.services import prefetch_templates
+from sandbox.processes import ProcessError, free_port, stop_process, wait_until_ready
 from tests.cds_hooks.cds_fhir_stub import StubFhirServer, prefetch_for
 from tests.cds_hooks.cds_helpers import ISSUER, Keys, make_keys
 
@@ -48,19 +46,12 @@ class Running:
         return requests.post(f"{self.base}{path}", json=body, headers=self.token(path), timeout=10)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     folder = tmp_path_factory.mktemp("served")
     keys = make_keys(folder)
     fhir = StubFhirServer(page_size=10).start()
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     config = folder / "anastrozole-cds.toml"
     config.write_text(
@@ -86,30 +77,14 @@ fhir_servers = ["{fhir.base_url}"]
             command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
         )
     try:
-        _wait_for_health(base, process, log)
+        try:
+            wait_until_ready(f"{base}/healthz", process, what="anastrozole-cds serve")
+        except ProcessError as error:
+            pytest.fail(f"{error}:\n{log.read_text()}")
         yield Running(base, keys, fhir, log)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         fhir.stop()
-
-
-def _wait_for_health(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"serve exited early:\n{log.read_text()}")
-        try:
-            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"serve did not answer /healthz:\n{log.read_text()}")
 
 
 def test_it_runs_under_gunicorn_and_answers_health(service: Running) -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from sandbox.fhir_server import free_port
 from sandbox.patients import patient
+from sandbox.processes import free_port
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
 ROOT = Path(__file__).parents[2]

@@ -9,11 +9,8 @@ HTTP against `anastrozole-cds serve`. Each patient's Bundle states the cards to 
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,19 +23,13 @@ from click.testing import CliRunner
 from anastrozole_cds.cli import main
 from sandbox.fhir_server import FhirServerError, start_fhir_server
 from sandbox.patients import SyntheticPatient, all_patients
+from sandbox.processes import ProcessError, free_port, stop_process, wait_until_ready
 from tests.cds_hooks.cds_helpers import ISSUER, make_keys
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 PATIENTS = all_patients()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _start(
@@ -48,27 +39,12 @@ def _start(
         process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
         )
-    deadline = time.monotonic() + 40
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"{command[2]} exited early:\n{log.read_text()}")
-        try:
-            if requests.get(ready_url, timeout=1).status_code == 200:
-                return process
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    _stop(process)
-    pytest.fail(f"{ready_url} did not answer:\n{log.read_text()}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
     try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        wait_until_ready(ready_url, process, what=" ".join(command[2:4]))
+    except ProcessError as error:
+        stop_process(process)
+        pytest.fail(f"{error}:\n{log.read_text()}")
+    return process
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +118,7 @@ def service(loaded: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
     keys = make_keys(folder)
     key_file = folder / "ehr-private.jwk.json"
     key_file.write_bytes(orjson.dumps(keys.es384.as_dict(private=True)))
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     config = folder / "anastrozole-cds.toml"
     config.write_text(
@@ -158,7 +134,7 @@ def service(loaded: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
     try:
         yield {"base": base, "key": str(key_file)}
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 @pytest.mark.parametrize("prefetch", [True, False], ids=["prefetch", "no-prefetch"])

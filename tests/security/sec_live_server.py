@@ -4,19 +4,15 @@ the real WSGI server (fuzzing, log greps, body limits)."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
-
+from sandbox.processes import ProcessError, free_port, stop_process, wait_until_ready
 from tests.cds_hooks.cds_helpers import ISSUER, Keys
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,13 +27,6 @@ class LiveService:
     def headers(self, path: str, **claims: Any) -> dict[str, str]:
         """A fresh signed JWT for one call to `path` (aud = the URL called)."""
         return {"Authorization": f"Bearer {self.keys.sign(f'{self.base}{path}', **claims)}"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager
@@ -78,26 +67,10 @@ fhir_servers = [{servers}]
             command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
         )
     try:
-        _wait_for_health(base, process, log)
+        try:
+            wait_until_ready(f"{base}/healthz", process, what="anastrozole-cds serve")
+        except ProcessError as error:
+            raise RuntimeError(f"{error}:\n{log.read_text()}") from None
         yield LiveService(base, keys, log)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_for_health(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"serve exited early:\n{log.read_text()}")
-        try:
-            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"serve did not answer /healthz:\n{log.read_text()}")
+        stop_process(process)
