@@ -27,7 +27,7 @@ from pytest_benchmark.fixture import BenchmarkFixture
 from anastrozole_cds.app import create_app
 from anastrozole_cds.config import load_settings
 from cds_hooks.services import prefetch_templates
-from sandbox.synthetic import make_patient_bundle
+from sandbox.synthetic import make_patient_bundle, prefetch_for
 from tests.cds_hooks.cds_helpers import (
     ISSUER,
     PATIENT_VIEW,
@@ -39,17 +39,6 @@ from tests.cds_hooks.cds_helpers import (
 from tests.faults.fault_fhir_server import Fault, FaultyFhirServer
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-KEY_OF = {
-    "Patient": "patient",
-    "MedicationRequest": "medicationRequests",
-    "MedicationStatement": "medicationStatements",
-    "Condition": "conditions",
-    "Observation": "estradiol",
-    "Procedure": "procedures",
-    "DiagnosticReport": "diagnosticReports",
-    "ServiceRequest": "dxaOrders",
-    "ImagingStudy": "boneDensityImaging",
-}
 FHIR_DELAY = 0.100
 
 
@@ -65,15 +54,7 @@ def hook_request(resources: list[dict[str, Any]], *, prefetch: bool) -> dict[str
         "context": {"userId": "Practitioner/dr-1", "patientId": patient_id},
     }
     if prefetch:
-        grouped: dict[str, Any] = {t.key: None for t in prefetch_templates()}
-        for resource in resources:
-            key = KEY_OF[resource["resourceType"]]
-            if resource["resourceType"] == "Patient":
-                grouped[key] = resource
-            else:
-                grouped[key] = grouped[key] or {"resourceType": "Bundle", "entry": []}
-                grouped[key]["entry"].append({"resource": resource})
-        body["prefetch"] = grouped
+        body["prefetch"] = prefetch_for(resources, [t.key for t in prefetch_templates()])
     return body
 
 

@@ -41,22 +41,11 @@ sys.path.insert(0, str(ROOT))
 
 from cds_hooks.services import prefetch_templates  # noqa: E402
 from sandbox.processes import ProcessError, free_port, stop_process, wait_until_ready  # noqa: E402
-from sandbox.synthetic import make_patient_bundle  # noqa: E402
+from sandbox.synthetic import make_patient_bundle, prefetch_for  # noqa: E402
 
 ISSUER = "https://loadtest-ehr.example.org"
 PATIENT_VIEW = "anastrozole-monitor-patient-view"
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-KEY_OF = {
-    "Patient": "patient",
-    "MedicationRequest": "medicationRequests",
-    "MedicationStatement": "medicationStatements",
-    "Condition": "conditions",
-    "Observation": "estradiol",
-    "Procedure": "procedures",
-    "DiagnosticReport": "diagnosticReports",
-    "ServiceRequest": "dxaOrders",
-    "ImagingStudy": "boneDensityImaging",
-}
 GOALS = {"rps": 500.0, "p99_ms": 50.0, "rss_mb": 150.0}
 
 
@@ -65,14 +54,7 @@ GOALS = {"rps": 500.0, "p99_ms": 50.0, "rss_mb": 150.0}
 
 def patient_view_body(n_resources: int) -> bytes:
     resources = [e["resource"] for e in make_patient_bundle(n_resources, seed=0, now=NOW)["entry"]]
-    prefetch: dict[str, Any] = {template.key: None for template in prefetch_templates()}
-    for resource in resources:
-        key = KEY_OF[resource["resourceType"]]
-        if resource["resourceType"] == "Patient":
-            prefetch[key] = resource
-        else:
-            prefetch[key] = prefetch[key] or {"resourceType": "Bundle", "entry": []}
-            prefetch[key]["entry"].append({"resource": resource})
+    prefetch = prefetch_for(resources, [template.key for template in prefetch_templates()])
     patient_id = prefetch["patient"]["id"]
     return orjson.dumps(
         {

@@ -692,3 +692,31 @@ def _reference_range(analyte: Analyte) -> dict[str, Any]:
         },
         "text": f"{analyte.low}-{analyte.high} {unit}",
     }
+
+
+# The discovery prefetch key that carries each resource type of a synthetic patient.
+PREFETCH_KEY_OF = {
+    "Patient": "patient",
+    "MedicationRequest": "medicationRequests",
+    "MedicationStatement": "medicationStatements",
+    "Condition": "conditions",
+    "Observation": "estradiol",
+    "Procedure": "procedures",
+    "DiagnosticReport": "diagnosticReports",
+    "ServiceRequest": "dxaOrders",
+    "ImagingStudy": "boneDensityImaging",
+}
+
+
+def prefetch_for(resources: list[dict[str, Any]], keys: list[str]) -> dict[str, Any]:
+    """CDS Hooks prefetch values for a synthetic patient: every discovery key (`keys`) present,
+    the Patient as itself, the rest as searchset-like Bundles under their key, else null."""
+    prefetch: dict[str, Any] = dict.fromkeys(keys)
+    for resource in resources:
+        key = PREFETCH_KEY_OF[resource["resourceType"]]
+        if resource["resourceType"] == "Patient":
+            prefetch[key] = resource
+        else:
+            prefetch[key] = prefetch[key] or {"resourceType": "Bundle", "entry": []}
+            prefetch[key]["entry"].append({"resource": resource})
+    return prefetch

@@ -97,3 +97,21 @@ def test_resources_are_the_size_of_real_ehr_data():
     per_resource = len(data) / 1_000
     assert 800 <= per_resource <= 1_600
     assert orjson.loads(data)["type"] == "searchset"
+
+
+def test_prefetch_for_puts_each_resource_under_its_discovery_key() -> None:
+    from cds_hooks.services import prefetch_templates
+    from sandbox.synthetic import prefetch_for
+
+    bundle = make_patient_bundle(60, seed=0, now=NOW)
+    resources = [entry["resource"] for entry in bundle["entry"]]
+    keys = [template.key for template in prefetch_templates()]
+    prefetch = prefetch_for(resources, keys)
+    assert set(prefetch) == set(keys)
+    assert prefetch["patient"]["resourceType"] == "Patient"
+    carried = [e["resource"] for v in prefetch.values() if v and "entry" in v for e in v["entry"]]
+    assert len(carried) + 1 == len(resources)  # every resource once, the Patient as itself
+    assert all(
+        r["resourceType"] == "Observation"
+        for r in (e["resource"] for e in prefetch["estradiol"]["entry"])
+    )
