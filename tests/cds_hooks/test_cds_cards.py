@@ -9,8 +9,17 @@ from typing import Any
 
 import pytest
 from fhir.resources.R4B.servicerequest import ServiceRequest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from cds_hooks.cards import CardContext, card_for, data_incomplete_card, short_summary
+from cds_hooks.cards import (
+    CardContext,
+    card_for,
+    data_incomplete_card,
+    service_request_for,
+    short_summary,
+)
 from cds_hooks.catalogue import RULE_CARDS, RULE_IDS, RULES_SYSTEM
 from clinical import orders
 from clinical.finding import Finding, Intent, Severity, SuggestedOrder
@@ -193,3 +202,87 @@ def test_the_data_incomplete_card_names_what_was_missing_and_what_was_skipped() 
     assert "- liver tests: timeout" in card["detail"]
     assert "`liver-panel-due`" in card["detail"]
     assert card["source"]["topic"]["code"] == "data-incomplete"
+
+
+# The coded part of a suggestion is validated with fhir.resources once per order and intent;
+# the references and texts around it are checked by the card builder itself. These hold the
+# two together: whatever a request can put in them, a resource that leaves is valid FHIR, and
+# one that is left out would not have been.
+_ids = st.from_regex(r"\A[A-Za-z0-9\-.]{1,64}\Z")
+_text = st.text(max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    patient_id=_ids,
+    encounter_id=st.none() | _text,
+    user_reference=st.none() | _text | _text.map(lambda t: f"Practitioner/{t}"),
+    summary=_text,
+    product_label=_text,
+    intent=st.sampled_from(["order", "proposal", "plan", "not-an-intent"]),
+    rule_id=st.sampled_from(sorted(SUGGESTS)),
+)
+def test_a_suggested_service_request_is_sent_exactly_when_it_is_valid_fhir(
+    patient_id: str,
+    encounter_id: str | None,
+    user_reference: str | None,
+    summary: str,
+    product_label: str,
+    intent: str,
+    rule_id: str,
+) -> None:
+    ctx = CardContext(
+        base_url="https://cds.example.org",
+        patient_id=patient_id,
+        now=NOW,
+        product_label=product_label,
+        user_reference=user_reference,
+        encounter_id=encounter_id,
+        suggestion_intent=intent,
+    )
+    the_finding = finding(rule_id, summary=summary)
+    for order in SUGGESTS[rule_id]:
+        resource = service_request_for(order, the_finding, ctx)
+        if resource is not None:
+            ServiceRequest.model_validate(resource)
+            assert resource["subject"] == {"reference": f"Patient/{patient_id}"}
+            assert resource["intent"] == intent
+        else:
+            with pytest.raises(ValidationError):
+                ServiceRequest.model_validate(_as_built_before_caching(order, the_finding, ctx))
+
+
+def _as_built_before_caching(
+    order: SuggestedOrder, the_finding: Finding, ctx: CardContext
+) -> dict[str, Any]:
+    """The whole resource, assembled without the builder's checks, for fhir.resources."""
+    resource: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "status": "draft",
+        "intent": ctx.suggestion_intent,
+        "code": {
+            "coding": [
+                {"system": c.system, "code": c.code, "display": c.display} for c in order.codings
+            ],
+            "text": order.codings[0].display,
+        },
+        "subject": {"reference": f"Patient/{ctx.patient_id}"},
+        "authoredOn": ctx.now.isoformat(),
+        "reasonCode": [{"text": short_summary(the_finding.summary)}],
+        "note": [{"text": f"Suggested by {ctx.product_label} (rule {the_finding.rule_id})."}],
+    }
+    if ctx.encounter_id:
+        resource["encounter"] = {"reference": f"Encounter/{ctx.encounter_id}"}
+    if ctx.user_reference and ctx.user_reference.split("/", 1)[0] in (
+        "Practitioner",
+        "PractitionerRole",
+    ):
+        resource["requester"] = {"reference": ctx.user_reference}
+    return resource
+
+
+def test_each_card_gets_its_own_copy_of_a_suggested_resource() -> None:
+    first = card_for(finding("dexa-due"), CTX)["suggestions"][0]["actions"][0]["resource"]
+    first["code"]["coding"].clear()
+    second = card_for(finding("dexa-due"), CTX)["suggestions"][0]["actions"][0]["resource"]
+    assert len(second["code"]["coding"]) == 3
