@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ from anastrozole_cds.cli import main
 from anastrozole_cds.config import ConfigError, ProductSettings, load_settings
 from anastrozole_cds.store import (
     FeedbackRecord,
+    IssuedCard,
     Store,
     StoreError,
     feedback_table,
@@ -203,3 +205,65 @@ def test_a_sqlite_file_store_creates_its_folder(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'deep' / 'folder' / 'db.sqlite3'}")
     assert store.ping()
     assert (tmp_path / "deep" / "folder" / "db.sqlite3").exists()
+
+
+def test_feedback_waits_for_the_disk_and_the_per_call_writes_do_not(tmp_path: Path) -> None:
+    """SQLite: feedback commits with synchronous=FULL, the replay cache and the cards-issued
+    log with NORMAL (WAL: durable across a process crash, not a power cut)."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    with store._durable() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    with store._relaxed() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    expires = datetime.now(UTC) + timedelta(minutes=5)
+    assert store.remember_jti("iss", "j1", expires) is True
+    store.dispose()
+    reopened = Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")  # both pools write one file
+    assert reopened.remember_jti("iss", "j1", expires) is False
+    reopened.dispose()
+
+
+@pytest.mark.integration
+def test_postgresql_commits_the_per_call_writes_asynchronously(postgres_url: str) -> None:
+    store = Store(postgres_url)
+    with store._relaxed() as connection:
+        assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
+    with store._durable() as connection:
+        assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+    store.dispose()
+
+
+def _issued_rows(store: Store) -> list[str]:
+    """Straight from the table, without the flush that `issued_cards()` does first."""
+    with store.engine.connect() as connection:
+        return [
+            row[0] for row in connection.exec_driver_sql("SELECT card_uuid FROM cds_issued_card")
+        ]
+
+
+def issued(card_uuid: str) -> IssuedCard:
+    return IssuedCard(card_uuid, "svc", "dexa-due", "warning", "hook-1")
+
+
+def test_cards_issued_are_written_in_the_background_within_a_second_or_two(store: Store) -> None:
+    store.record_issued_cards([issued("c1"), issued("c2")])
+    store.record_issued_cards([issued("c3")])
+    deadline = time.monotonic() + 10
+    while len(_issued_rows(store)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(_issued_rows(store)) == ["c1", "c2", "c3"]
+
+
+def test_cards_issued_but_not_yet_written_are_written_when_the_store_closes(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    store = Store(url)
+    store._ISSUED_FLUSH_SECONDS = 3600.0  # the background thread would not get to it
+    store.record_issued_cards([issued("last")])
+    assert _issued_rows(store) == []
+    store.dispose()
+    reopened = Store(url)
+    assert _issued_rows(reopened) == ["last"]
+    reopened.dispose()
