@@ -11,6 +11,7 @@ and GET /healthz are set up here.
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import sys
@@ -216,6 +217,19 @@ def configure_logging(level: str = "INFO") -> None:
 # -- production server -----------------------------------------------------------------------------
 
 
+def create_worker_app(settings: ProductSettings) -> Flask:
+    """The app for one server worker, with what start-up built moved out of the GC's sight.
+
+    Imports and the app (fhir.resources' and pydantic's models, value sets, routes) leave a few
+    hundred thousand long-lived objects; every full collection would walk them all again, which
+    measured as pauses of 50-70 ms in one call out of a hundred. `gc.freeze()` keeps them in
+    a generation the collector does not scan (Python docs, gc.freeze)."""
+    app = create_app(settings)
+    gc.collect()
+    gc.freeze()
+    return app
+
+
 def serve(
     settings: ProductSettings,
     *,
@@ -253,6 +267,6 @@ def serve(
                 self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Flask:
-            return create_app(settings)
+            return create_worker_app(settings)
 
     _Server().run()
