@@ -48,7 +48,7 @@ def test_orjson_parse(benchmark, patient_bytes, n):
 
 @pytest.mark.parametrize("n", SIZES)
 def test_evaluate_from_bytes(benchmark, patient_bytes, n):
-    """The product's path: clinical.evaluate_json (orjson parse with the cyclic GC paused)."""
+    """The product's path: clinical.evaluate_json (a lazy parse of the Bundle, GC paused)."""
     _label(benchmark, "evaluate", n)
     findings = benchmark(evaluate_json, patient_bytes[n], now=NOW)
     assert "anastrozole-intent" in _rule_ids(findings)

@@ -10,9 +10,11 @@ import orjson
 
 from clinical.fhirdates import as_aware
 from clinical.finding import Finding
+from clinical.lazy_bundle import read_lazily
 from clinical.record import PatientRecord, build_record
 from clinical.rules import CATALOGUE
 from clinical.settings import DEFAULT_SETTINGS, Settings
+from clinical.valuesets import load
 
 
 def evaluate(resources: Any, *, now: datetime, settings: Settings | None = None) -> list[Finding]:
@@ -27,6 +29,10 @@ def evaluate_json(
 ) -> list[Finding]:
     """`evaluate` from JSON text. Raises ValueError when it is not JSON.
 
+    A Bundle is decoded lazily (clinical/lazy_bundle.py): Observations the reader would pass
+    over are never decoded. Other shapes are decoded whole with orjson; the findings are the
+    same either way (tests/clinical/test_lazy_bundle.py).
+
     The cyclic garbage collector is paused while the JSON is parsed and read: a parsed JSON
     tree has no reference cycles, and collections triggered by its many new containers
     otherwise cost more than the parse itself on a large patient (benchmarks/)."""
@@ -34,7 +40,9 @@ def evaluate_json(
     gc.disable()
     try:
         try:
-            resources = orjson.loads(data)
+            resources: Any = read_lazily(data, load()) if isinstance(data, bytes) else None
+            if resources is None:
+                resources = orjson.loads(data)
         except orjson.JSONDecodeError as error:
             raise ValueError(f"not JSON: {error}") from error
         return evaluate(resources, now=now, settings=settings)

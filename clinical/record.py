@@ -88,6 +88,9 @@ _ACTIVE_CLINICAL = frozenset({"active", "recurrence", "relapse"})
 _DISCOUNTED_VERIFICATION = frozenset({"entered-in-error", "refuted"})
 _ORDER_STATUS = frozenset({"active", "on-hold", "draft"})
 
+# What a reader raises on a resource malformed beyond what it tolerates.
+_UNREADABLE = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+
 _VALUE_STRING = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d+(?:[.,]\d+)?)\s*(.*?)\s*$")
 _STRENGTH_MG = re.compile(r"(\d+(?:\.\d+)?)\s*MG(?![A-Z/])", re.IGNORECASE)
 
@@ -271,6 +274,11 @@ class PatientRecord:
         return list(dict.fromkeys(gaps))
 
 
+def _newest_first(result: LabResult) -> tuple[date, int, datetime]:
+    """Sort key (reversed): by day, final over preliminary on a day, then by time."""
+    return result.date.date(), _REPORT_RANK.get(result.status, 1), result.date
+
+
 def _sent_text(sent: tuple[str | None, float | None, str]) -> str:
     comparator, number, unit = sent
     if number is None:
@@ -297,7 +305,12 @@ def iter_resources(source: Any) -> Iterator[dict[str, Any]]:
     """Resources from a Bundle, a list of resources/Bundles, or CDS Hooks prefetch values."""
     if isinstance(source, list):
         for item in source:
-            yield from iter_resources(item)
+            # A resource, the usual item, is yielded here rather than by a generator of its own.
+            resource_type = item.get("resourceType") if isinstance(item, dict) else None
+            if isinstance(resource_type, str) and resource_type != "Bundle":
+                yield item
+            else:
+                yield from iter_resources(item)
         return
     if not isinstance(source, dict):
         return
@@ -326,6 +339,11 @@ class _Reader:
         self.by_ref: dict[str, dict[str, Any]] = {}
         self.report_dates: dict[str, datetime] = {}
         self.seen_labs: set[tuple[str, str, datetime]] = set()
+        # Memos for one read: the results of a draw share their time, and a handful of codes
+        # recur across thousands of results, so each is parsed or labelled once.
+        self.datetimes: dict[str, datetime | None] = {}
+        self.intersections: dict[tuple[frozenset[str], frozenset[str]], frozenset[str]] = {}
+        self.labels: dict[tuple[str, str], str] = {}
 
     def gap(self, text: str) -> None:
         if text not in self.record.data_gaps:
@@ -335,7 +353,16 @@ class _Reader:
 
     def groups(self, concept: Any, wanted: frozenset[str]) -> frozenset[str]:
         names = self.vs.names_for_codeable(concept)
-        return names & wanted if names else names
+        return self.within(names, wanted) if names else names
+
+    def within(self, names: frozenset[str], wanted: frozenset[str]) -> frozenset[str]:
+        """`names & wanted`, computed once per pair: the same frozenset object then comes back
+        for every result of a code, so its hash (and `_kind_of`'s cache) is reused."""
+        key = (names, wanted)
+        found = self.intersections.get(key)
+        if found is None:
+            found = self.intersections[key] = names & wanted
+        return found
 
     def matched(self, concept: Any, wanted: frozenset[str]) -> tuple[frozenset[str], str, str]:
         """The wanted value sets a concept is in, with ("ICD-10-CM C50.911", display) for the
@@ -343,13 +370,44 @@ class _Reader:
         names, coding = self.vs.match(concept)
         if not names:
             return names, "", ""
-        names = names & wanted
+        names = self.within(names, wanted)
         if not names or coding is None:
             return names, "", ""
-        system = _SYSTEM_LABEL.get(str(coding.get("system")), "")
-        label = f"{system} {coding.get('code')}".strip()
+        label = self.label(coding["system"], coding["code"])
         text = concept.get("text") if isinstance(concept, dict) else None
         return names, label, str(coding.get("display") or text or label)
+
+    def label(self, system: str, code: str) -> str:
+        """ "LOINC 2243-4" for a coding that matched (so both are strings), made once per code."""
+        key = (system, code)
+        label = self.labels.get(key)
+        if label is None:
+            label = self.labels[key] = f"{_SYSTEM_LABEL.get(system, '')} {code}".strip()
+        return label
+
+    def datetime_of(self, value: Any) -> datetime | None:
+        """`parse_fhir_datetime`, once per distinct string."""
+        if not isinstance(value, str):
+            return None
+        try:
+            return self.datetimes[value]
+        except KeyError:
+            parsed = self.datetimes[value] = parse_fhir_datetime(value)
+            return parsed
+
+    def effective(self, resource: dict[str, Any]) -> datetime | None:
+        """When an Observation or DiagnosticReport was true: effective[x], else issued."""
+        when = self.datetime_of(resource.get("effectiveDateTime"))
+        if when is not None:
+            return when
+        period = resource.get("effectivePeriod")
+        if isinstance(period, dict):
+            when = self.datetime_of(period.get("start")) or self.datetime_of(period.get("end"))
+            if when is not None:
+                return when
+        return self.datetime_of(resource.get("effectiveInstant")) or self.datetime_of(
+            resource.get("issued")
+        )
 
     def first_coding(self, concept: Any, groups: frozenset[str]) -> tuple[str, str]:
         """("ICD-10-CM C50.911", display) for the coding that matched, for the evidence."""
@@ -358,8 +416,7 @@ class _Reader:
                 if isinstance(coding, dict) and (
                     self.vs.names_for_code(coding.get("system"), coding.get("code")) & groups
                 ):
-                    system = _SYSTEM_LABEL.get(str(coding.get("system")), "")
-                    label = f"{system} {coding.get('code')}".strip()
+                    label = self.label(coding["system"], coding["code"])
                     return label, str(coding.get("display") or concept.get("text") or label)
             return "", str(concept.get("text") or "")
         return "", ""
@@ -393,11 +450,11 @@ class _Reader:
             for resource in by_type.get(resource_type, ()):
                 try:
                     reader(resource)
-                except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+                except _UNREADABLE:
                     # Malformed beyond what the readers tolerate: leave it out, and say so.
                     self.gap(f"{resource_type}/{resource.get('id', '?')} could not be read")
         for results in self.record.labs.values():
-            results.sort(key=lambda r: (r.date.date(), r.rank, r.date), reverse=True)
+            results.sort(key=_newest_first, reverse=True)
         return self.record
 
     # -- Patient -------------------------------------------------------------------------------
@@ -461,7 +518,7 @@ class _Reader:
         if status in _IGNORED_STATUS:
             return
         ref = f"DiagnosticReport/{resource.get('id', '')}"
-        when = _effective(resource)
+        when = self.effective(resource)
         contained = {
             f"#{c.get('id')}": c for c in resource.get("contained") or () if isinstance(c, dict)
         }
@@ -518,7 +575,7 @@ class _Reader:
                     self.condition_like(resource, concept_groups, ref or _ref(resource))
             return
         ref = ref or _ref(resource)
-        when = _effective(resource) or default_date or self.report_dates.get(ref)
+        when = self.effective(resource) or default_date or self.report_dates.get(ref)
         if when is None:
             self.gap(f"{ref} has no date and was left out")
             return
@@ -552,7 +609,8 @@ class _Reader:
         quantity = resource.get("valueQuantity")
         if isinstance(quantity, dict):
             raw = quantity.get("value")
-            if isinstance(raw, int | float) and not isinstance(raw, bool):
+            # A tuple, not `int | float`: isinstance is cheaper with one, on the hot path.
+            if isinstance(raw, (int, float)) and not isinstance(raw, bool):
                 number = float(raw)
             unit = str(quantity.get("code") or quantity.get("unit") or "")
             comparator = quantity.get("comparator")
@@ -662,7 +720,9 @@ class _Reader:
             return
         code_label, name = self.first_coding(resource.get("valueCodeableConcept"), groups)
         self.record.conditions.append(
-            ConditionEntry(groups, code_label, name, True, "observed", _effective(resource), ref)
+            ConditionEntry(
+                groups, code_label, name, True, "observed", self.effective(resource), ref
+            )
         )
 
     # -- Medications ---------------------------------------------------------------------------
@@ -853,6 +913,24 @@ class _Reader:
         )
 
 
+def observation_is_unread(
+    valuesets: ValueSets, status: Any, codings: Iterable[tuple[Any, Any]]
+) -> bool:
+    """Whether `_Reader.observation` passes over, without error, an Observation with this
+    status, these codings' (system, code) and no valueCodeableConcept: what `lazy_bundle`
+    may leave undecoded. Keep in step with `observation` (tests/clinical/test_lazy_bundle.py)."""
+    try:
+        if status in _IGNORED_STATUS:
+            return True
+        for system, code in codings:
+            if valuesets.names_for_code(system, code) & LAB_VALUESETS:
+                return False
+    except _UNREADABLE:  # the reader would record a data gap for it: keep it
+        return False
+    return True
+
+
+# Observations are read only by `_Reader.observation`: not as targets of references (these).
 _REFERENCED_TYPES = ("Medication", "Condition")
 _SYSTEM_LABEL = {
     "http://loinc.org": "LOINC",
@@ -866,20 +944,6 @@ _SYSTEM_LABEL = {
 
 def _ref(resource: dict[str, Any]) -> str:
     return f"{resource.get('resourceType')}/{resource.get('id', '')}"
-
-
-def _effective(resource: dict[str, Any]) -> datetime | None:
-    when = parse_fhir_datetime(resource.get("effectiveDateTime"))
-    if when is not None:
-        return when
-    period = resource.get("effectivePeriod")
-    if isinstance(period, dict):
-        when = parse_fhir_datetime(period.get("start")) or parse_fhir_datetime(period.get("end"))
-        if when is not None:
-            return when
-    return parse_fhir_datetime(resource.get("effectiveInstant")) or parse_fhir_datetime(
-        resource.get("issued")
-    )
 
 
 def _reference_high(ranges: Any) -> tuple[float, str] | None:
