@@ -45,7 +45,7 @@ bench: install
 
 # Bounded load test of `anastrozole-cds serve` on 127.0.0.1 (wrk, from Debian: apt-get install -y wrk)
 loadtest: install
-	$(BIN)/python loadtest/run.py --workers 2 --threads 4 --duration 10 --connections 16
+	$(BIN)/python loadtest/run.py --workers 2 --threads 1 --duration 10 --connections 4
 
 lint: install
 	$(BIN)/ruff check .

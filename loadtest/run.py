@@ -2,8 +2,12 @@
 calls with a 100-resource prefetch, then 1,000 concurrent feedback posts counted in the store,
 and the count checked again across a restart (one batch interrupted by SIGTERM mid-flight).
 
-    make loadtest                                   # or:
+    make loadtest                                   # 2 workers x 1 thread, 4 connections, or:
     .venv/bin/python loadtest/run.py --workers 2 --threads 4 --duration 10 --connections 16
+
+One thread per worker by default: with the prefetch in the request a call never waits, and
+threads only contend for the GIL (2x4 measured 25% fewer calls a second than 2x1). Four
+connections keep both workers busy; more only queue (docs/performance.md).
 
 Needs `wrk` (Debian: `apt-get install -y wrk`; run.py installs it with apt-get when it is
 missing and it runs as root). Bounded in time: about duration + 30 s. Only 127.0.0.1.
@@ -133,6 +137,19 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far (/proc/PID/stat)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
 class RssSampler(threading.Thread):
     """The peak RSS of each worker while the load runs."""
 
@@ -234,9 +251,9 @@ def stored_feedback(database: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--duration", type=int, default=10, help="seconds of wrk load")
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--resources", type=int, default=100, help="prefetch size")
     parser.add_argument("--feedback", type=int, default=1000)
@@ -291,10 +308,16 @@ jwks_file = "{folder / "jwks.json"}"
             ).raise_for_status()
         sampler = RssSampler(server)
         sampler.start()
+        workers = server.worker_pids()
+        cpu_before = cpu_seconds(workers)
         load = run_wrk(args, server, folder)
+        cpu_used = cpu_seconds(workers) - cpu_before
         sampler.running = False
         sampler.join()
         figures.update(load)
+        # The workers' own CPU per call: what a call costs whatever else shares the cores
+        # (wrk itself, other work on the machine), and so what dedicated cores would carry.
+        figures["server_cpu_ms_per_request"] = round(1000 * cpu_used / max(load["requests"], 1), 2)
         figures["rss_mb_per_worker"] = sorted(round(mb, 1) for mb in sampler.peak.values())
 
         acked = post_feedback(server, feedback_tokens[: args.feedback], None)
