@@ -217,7 +217,7 @@ def configure_logging(level: str = "INFO") -> None:
 # -- production server -----------------------------------------------------------------------------
 
 
-def create_worker_app(settings: ProductSettings) -> Flask:
+def create_worker_app(settings: ProductSettings | None = None) -> Flask:
     """The app for one server worker, with what start-up built moved out of the GC's sight.
 
     Imports and the app (fhir.resources' and pydantic's models, value sets, routes) leave a few
