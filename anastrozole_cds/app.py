@@ -5,8 +5,8 @@
 
 To add a face of the product (the SMART app), append its `init_app(app, settings, store)`
 to BLUEPRINTS. Every error a client can cause is a JSON 4xx; anything else is a JSON 500
-without a stack trace. CORS, the request size limit (413), logging without PHI or tokens
-and GET /healthz are set up here.
+without a stack trace. CORS, the request size limit (413), logging without PHI or tokens,
+GET /healthz and GET /metrics (Prometheus) are set up here.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 import cds_hooks
 import smartapp
-from anastrozole_cds import __version__
+from anastrozole_cds import __version__, metrics
 from anastrozole_cds.config import ProductSettings, load_settings
 from anastrozole_cds.store import Store
 
@@ -57,6 +57,7 @@ def create_app(settings: ProductSettings | None = None, *, store: Store | None =
     _register_errors(app)
     _register_cors(app, settings)
     _register_health(app, settings, store)
+    _register_metrics(app, settings)
     for init_app in BLUEPRINTS:
         init_app(app, settings, store)
     return app
@@ -177,12 +178,27 @@ def _register_health(app: Flask, settings: ProductSettings, store: Store) -> Non
         return _json(body, 200 if store_ok else 503)
 
 
+# -- metrics (Prometheus) -------------------------------------------------------------------------
+
+
+def _register_metrics(app: Flask, settings: ProductSettings) -> None:
+    recorded = metrics.metrics_for(app)
+    if not settings.metrics_enabled:
+        return
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        return Response(recorded.exposition(), content_type=metrics.CONTENT_TYPE)
+
+
 # -- logging ---------------------------------------------------------------------------------------
 
 _SECRETS = (
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/]{8,}=*"), r"\1[redacted]"),
     (re.compile(r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"), "[redacted-jwt]"),
     (re.compile(r"(?i)(access_token[\"']?\s*[:=]\s*[\"']?)[^\"'\s,}]+"), r"\1[redacted]"),
+    # Fernet keys (the SMART app's token_key): 32 bytes, URL-safe base64 with its one "="
+    (re.compile(r"(?<![\w-])[A-Za-z0-9_\-]{43}=(?![\w=-])"), "[redacted-key]"),
 )
 
 
@@ -243,6 +259,8 @@ def serve(
     from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 
     Store(settings.store_location()).dispose()  # create the schema once, before the workers
+    if settings.metrics_enabled:
+        metrics.share_between_workers(settings.instance_path.resolve() / "prometheus-metrics")
 
     options = {
         "bind": f"{host}:{port}",
@@ -256,6 +274,7 @@ def serve(
         "loglevel": settings.log_level.lower(),
         "proc_name": "anastrozole-cds",
         "preload_app": False,  # each worker opens its own database connections
+        "child_exit": _worker_exited,
     }
 
     class _Server(BaseApplication):  # type: ignore[misc]
@@ -270,3 +289,7 @@ def serve(
             return create_worker_app(settings)
 
     _Server().run()
+
+
+def _worker_exited(_server: Any, worker: Any) -> None:
+    metrics.worker_exited(worker.pid)

@@ -112,6 +112,7 @@ class ProductSettings(BaseSettings):
     prefetch_relative_dates: bool = True  # {{today() - N days}} in prefetch templates
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_enabled: bool = True  # GET /metrics for Prometheus: counts only, no PHI in labels
     # Tests and sandboxes with dated synthetic patients only: judge as if it were this moment.
     evaluation_time: datetime | None = None
 

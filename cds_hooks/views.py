@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, g, request
 
 from anastrozole_cds.config import ProductSettings
+from anastrozole_cds.metrics import UNKNOWN, Metrics, metrics_for
 from anastrozole_cds.store import FeedbackRecord, Store, StoreError
 from cds_hooks.auth import AuthError, Caller, JwtVerifier
 from cds_hooks.cards import CardContext
@@ -43,6 +44,7 @@ class HooksRuntime:
     verifier: JwtVerifier
     clinical: ClinicalSettings
     client_factory: ClientFactory
+    metrics: Metrics
 
 
 def init_app(
@@ -69,6 +71,7 @@ def init_app(
         verifier=JwtVerifier(settings, store),
         clinical=settings.clinical_settings(),
         client_factory=client_factory or default_client,
+        metrics=metrics_for(app),
     )
     app.register_blueprint(blueprint)
 
@@ -97,6 +100,7 @@ def base_url(settings: ProductSettings) -> str:
 @blueprint.errorhandler(AuthError)
 def _unauthorized(error: AuthError) -> Response:
     log.warning("CDS call refused (%d): %s", error.status, error.reason)
+    _runtime().metrics.count_jwt_refusal(error.reason)
     response = error_response(
         error.status, "unauthorized" if error.status == 401 else "unavailable", error.reason
     )
@@ -162,6 +166,29 @@ def openapi() -> Response:
 
 # -- the services ---------------------------------------------------------------------------------
 
+CALL_ENDPOINT = "cds_hooks.call_service"
+
+
+@blueprint.before_request
+def _start_call_clock() -> None:
+    if request.endpoint == CALL_ENDPOINT and request.method == "POST":  # not CORS preflights
+        g.call_started = time.perf_counter()
+
+
+@blueprint.after_request
+def _count_call(response: Response) -> Response:
+    """Every call, refused or answered, by its status; the service id only when it is one."""
+    started = g.pop("call_started", None)
+    if started is not None:
+        service = SERVICES.get((request.view_args or {}).get("service_id", ""))
+        _runtime().metrics.count_call(
+            service.id if service else UNKNOWN,
+            service.hook if service else UNKNOWN,
+            response.status_code,
+            time.perf_counter() - started,
+        )
+    return response
+
 
 @blueprint.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
@@ -204,6 +231,10 @@ def call_service(service_id: str) -> Response:
         card_context=card_context,
     )
     runtime.store.record_issued_cards(result.issued)
+    for card in result.cards:  # the data-incomplete card too, by its topic
+        runtime.metrics.count_card(service.id, card["source"]["topic"]["code"], card["indicator"])
+    for gap in chart.gaps:
+        runtime.metrics.count_data_gap(service.id, gap.key, gap.reason)
     log.info(
         "%s: %d cards (%s), withheld %s, data %s, gaps %s, %.0f ms",
         service.id,
@@ -252,6 +283,8 @@ def feedback(service_id: str) -> Response:
         for item in body.feedback
     ]
     stored = runtime.store.record_feedback(records, issuer=caller.issuer)
+    for record in records:
+        runtime.metrics.count_feedback(service.id, record.outcome)
     log.info("%s: %d feedback items stored", service.id, stored)
     return json_response({"received": stored})
 
