@@ -16,6 +16,7 @@ from smartapp.discovery import Discovery
 from smartapp.flow import SmartRuntime
 from smartapp.keys import load_signing_key
 from smartapp.oauth import SmartOAuthClient
+from smartapp.token_cipher import KEY_FILE_NAME, TokenCipher
 from smartapp.tokens import TokenStore
 from smartapp.views import EXTENSION, blueprint
 
@@ -41,7 +42,7 @@ def init_app(
     app.extensions[EXTENSION] = SmartRuntime(
         product=settings,
         smart=smart,
-        tokens=TokenStore(store.engine),
+        tokens=TokenStore(store.engine, token_cipher(settings, smart)),
         discovery=Discovery(
             timeout_seconds=smart.http_timeout_seconds,
             cache_seconds=smart.discovery_cache_seconds,
@@ -61,3 +62,12 @@ def init_app(
     )
     if blueprint.name not in app.blueprints:
         app.register_blueprint(blueprint)
+
+
+def token_cipher(settings: ProductSettings, smart: SmartSettings) -> TokenCipher:
+    """The cipher for the tokens at rest: the configured key, else the instance folder's."""
+    return TokenCipher(
+        smart.token_key.get_secret_value() if smart.token_key else None,
+        [key.get_secret_value() for key in smart.previous_token_keys],
+        key_file=settings.instance_path.resolve() / KEY_FILE_NAME,
+    )

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "ANASTROZOLE_CDS_SMART_"
@@ -58,6 +58,10 @@ class SmartSettings(BaseSettings):
     cookie_secure: Literal["auto", "always", "never"] = "auto"
     frame_ancestors: tuple[str, ...] | None = None  # default: 'self' and the issuers' origins
     session_hours: float = Field(default=8.0, gt=0, le=24)
+    # Seals the EHR's tokens in the database (a Fernet key). Default: one made on first use in
+    # the instance folder. Keys replaced lately go in previous_token_keys until sessions end.
+    token_key: SecretStr | None = None
+    previous_token_keys: tuple[SecretStr, ...] = ()
 
     # Resources read besides the SMART scopes of the issue's list, when the EHR grants them:
     # a DXA already ordered (ServiceRequest), medications the patient reports taking

@@ -40,6 +40,7 @@ class SmartConfiguration:
     capabilities: frozenset[str] = frozenset()
     code_challenge_methods: tuple[str, ...] = ()
     token_endpoint_auth_methods: tuple[str, ...] = ()
+    revocation_endpoint: str | None = None  # RFC 7009: where sign-out gives the tokens back
 
     @property
     def speaks_v2_scopes(self) -> bool:
@@ -70,6 +71,17 @@ def _endpoint(value: Any, iss: str, what: str) -> str:
     return value
 
 
+def _optional_endpoint(value: Any, iss: str, what: str) -> str | None:
+    """An endpoint the app can do without: left out, and logged, when it cannot be used."""
+    if value is None:
+        return None
+    try:
+        return _endpoint(value, iss, what)
+    except DiscoveryError as error:
+        log.info("discovery: %s; not used", error.reason)
+        return None
+
+
 def _strings(value: Any) -> tuple[str, ...]:
     return tuple(item for item in value if isinstance(item, str)) if isinstance(value, list) else ()
 
@@ -91,6 +103,9 @@ def from_smart_configuration(iss: str, body: Any) -> SmartConfiguration:
         capabilities=frozenset(_strings(body.get("capabilities"))),
         code_challenge_methods=_strings(body.get("code_challenge_methods_supported")),
         token_endpoint_auth_methods=_strings(body.get("token_endpoint_auth_methods_supported")),
+        revocation_endpoint=_optional_endpoint(
+            body.get("revocation_endpoint"), iss, "revocation endpoint"
+        ),
     )
 
 

@@ -25,6 +25,7 @@ class Problem(StrEnum):
     SESSION_EXPIRED = "session-expired"
     ACCESS_DENIED = "access-denied"
     FHIR_UNAVAILABLE = "fhir-unavailable"
+    SIGN_OUT_REFUSED = "sign-out-refused"
     NOT_FOUND = "not-found"
     INTERNAL = "internal"
 
@@ -126,6 +127,13 @@ PAGES: dict[Problem, ProblemPage] = {
         "The EHR's FHIR server did not answer, or answered with an error, so the app has no "
         "chart to show. Nothing was judged on partial data.",
         "Try again in a minute. If it keeps happening, tell your EHR administrator.",
+    ),
+    Problem.SIGN_OUT_REFUSED: ProblemPage(
+        403,
+        "The app did not sign out",
+        "The request to sign out did not come from the app's own page in this browser, so it "
+        "was ignored. Nothing was changed.",
+        "To sign out, use the Sign out button at the top of the app's page.",
     ),
     Problem.NOT_FOUND: ProblemPage(
         404,

@@ -234,3 +234,33 @@ def refresh_session(runtime: SmartRuntime, session: SmartSession) -> SmartSessio
         refresh_token=granted.refresh_token or session.refresh_token,
         access_expires_at=granted.access_expires_at,
     )
+
+
+def sign_out(runtime: SmartRuntime, *, browser: str, now: datetime) -> int:
+    """End every session this browser signed in (its cookie is about to go), giving each
+    grant back to the EHR when it offers a revocation endpoint. The number ended."""
+    sessions = runtime.tokens.sessions_of(browser, now)
+    for session in sessions:
+        runtime.tokens.end_session(session.handle)
+        _revoke(runtime, session)
+    log.info("SMART sign-out: %d session(s) ended", len(sessions))
+    return len(sessions)
+
+
+def _revoke(runtime: SmartRuntime, session: SmartSession) -> None:
+    """Best effort: the session is already gone here, whatever the EHR answers."""
+    try:
+        endpoint = runtime.discovery.configuration(session.iss).revocation_endpoint
+    except DiscoveryError as error:
+        log.info("tokens not revoked: %s", error.reason)
+        return
+    if endpoint is None:
+        return
+    # Revoking the refresh token ends the grant (RFC 7009 s2.1); the access token dies with it
+    # on most servers, and within its short lifetime on the others.
+    token, hint = (
+        (session.refresh_token, "refresh_token")
+        if session.refresh_token
+        else (session.access_token, "access_token")
+    )
+    runtime.oauth.revoke(revocation_endpoint=endpoint, token=token, token_type_hint=hint)

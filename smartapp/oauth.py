@@ -40,6 +40,7 @@ RESOURCE_SCOPES: tuple[tuple[str, bool], ...] = (
 )
 ID_TOKEN_ALGORITHMS = ["RS256", "RS384", "ES256", "ES384"]
 ASSERTION_LIFETIME_SECONDS = 300  # SMART: exp no more than five minutes in the future
+REVOCATION_TIMEOUT_SECONDS = 2.0  # sign-out waits no longer than this for the EHR
 CLOCK_LEEWAY_SECONDS = 60
 
 
@@ -175,6 +176,7 @@ class SmartOAuthClient:
             client_id=self.client_id,
             client_secret=self.signing_key.key if self.signing_key else None,
             token_endpoint_auth_method=self.auth_method,
+            revocation_endpoint_auth_method=self.auth_method,
             redirect_uri=redirect_uri,
             scope=scope,
             code_challenge_method="S256",
@@ -226,6 +228,25 @@ class SmartOAuthClient:
                 )
             )
         return GrantedTokens.from_response(dict(body))
+
+    def revoke(self, *, revocation_endpoint: str, token: str, token_type_hint: str) -> bool:
+        """Give a token back to the EHR (RFC 7009). Best effort: False when it did not work."""
+        timeout = min(REVOCATION_TIMEOUT_SECONDS, self.timeout[1])
+        try:
+            with self._session() as session:
+                response = session.revoke_token(
+                    revocation_endpoint,
+                    token=token,
+                    token_type_hint=token_type_hint,
+                    timeout=(min(1.0, timeout), timeout),
+                )
+        except requests.RequestException as error:
+            log.warning("token revocation failed: %s", type(error).__name__)
+            return False
+        if response.status_code != 200:
+            log.warning("token revocation refused: HTTP %s", response.status_code)
+            return False
+        return True
 
     @staticmethod
     def _call(request: Any) -> Any:

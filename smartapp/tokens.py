@@ -1,14 +1,15 @@
 """Server-side state of the SMART app: launches in progress and signed-in sessions.
 
 The browser holds only a random cookie; tokens stay here, in the product's database (the
-same engine as `anastrozole_cds.store`, tables of our own). The cookie is stored hashed, so a
-copy of the database does not let anyone into a session. A launch is used once: the callback
-takes it out of the table.
+same engine as `anastrozole_cds.store`, tables of our own), sealed with `TokenCipher`. The
+cookie is stored hashed, so a copy of the database does not let anyone into a session, nor
+read a token without the key. A launch is used once: the callback takes it out of the table.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import secrets
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+
+from smartapp.token_cipher import TokenCipher
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +63,7 @@ session_table = Table(
     Column("browser", String(64), nullable=False),
     Column("iss", String(1000), nullable=False),
     Column("token_endpoint", String(1000), nullable=False),
-    Column("access_token", Text, nullable=False),
+    Column("access_token", Text, nullable=False),  # sealed (Fernet), as the refresh token
     Column("refresh_token", Text, nullable=True),
     Column("access_expires_at", DateTime, nullable=True),  # UTC; None: the EHR did not say
     Column("scope", Text, nullable=False),
@@ -83,6 +86,12 @@ def new_secret() -> str:
 
 def browser_hash(cookie: str) -> str:
     return hashlib.sha256(cookie.encode("utf-8")).hexdigest()
+
+
+def sign_out_token(cookie: str, handle: str) -> str:
+    """The sign-out form's CSRF token: only a page shown to the browser holding the cookie (which
+    is HttpOnly and never leaves it) can know it. Derived, so nothing more is stored."""
+    return hmac.new(cookie.encode("utf-8"), f"sign-out {handle}".encode(), "sha256").hexdigest()
 
 
 def utc_now() -> datetime:
@@ -144,10 +153,11 @@ class SmartSession:
 
 
 class TokenStore:
-    """Launches and sessions in SQL tables. Thread-safe; one per app."""
+    """Launches and sessions in SQL tables, tokens sealed. Thread-safe; one per app."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, cipher: TokenCipher) -> None:
         self.engine = engine
+        self.cipher = cipher
         try:
             metadata.create_all(engine)
         except (IntegrityError, OperationalError):  # another worker created them just now
@@ -181,6 +191,7 @@ class TokenStore:
     def save_session(self, session: SmartSession) -> None:
         row = {
             **session.__dict__,
+            **self._sealed(session.handle, session.access_token, session.refresh_token),
             "access_expires_at": _naive(session.access_expires_at),
             "expires_at": _naive(session.expires_at),
         }
@@ -196,12 +207,43 @@ class TokenStore:
         if row is None:
             return None
         values = dict(row._mapping)
+        if not secrets.compare_digest(values["browser"], browser):
+            return None
+        return self._opened(values, now)
+
+    def sessions_of(self, browser: str, now: datetime) -> list[SmartSession]:
+        """Every session this browser signed in that has not ended (one per launch, tab)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(session_table).where(session_table.c.browser == browser)
+            ).all()
+        opened = (self._opened(dict(row._mapping), now) for row in rows)
+        return [session for session in opened if session is not None]
+
+    def _opened(self, values: dict[str, Any], now: datetime) -> SmartSession | None:
+        """A row as a session; None when it has ended or its tokens do not open."""
         values["access_expires_at"] = _aware(values["access_expires_at"])
         values["expires_at"] = _aware(values["expires_at"])
-        session = SmartSession(**values)
-        if not secrets.compare_digest(session.browser, browser) or session.expires_at <= now:
+        if values["expires_at"] <= now:
             return None
-        return session
+        handle = values["handle"]
+        access_token = self.cipher.open(values["access_token"], handle=handle)
+        sealed_refresh = values["refresh_token"]
+        refresh_token = self.cipher.open(sealed_refresh, handle=handle) if sealed_refresh else None
+        if access_token is None or (sealed_refresh and refresh_token is None):
+            log.warning("SMART session tokens do not open (another key, or altered): ended")
+            return None
+        return SmartSession(
+            **{**values, "access_token": access_token, "refresh_token": refresh_token}
+        )
+
+    def _sealed(self, handle: str, access_token: str, refresh_token: str | None) -> dict[str, Any]:
+        return {
+            "access_token": self.cipher.seal(access_token, handle=handle),
+            "refresh_token": (
+                self.cipher.seal(refresh_token, handle=handle) if refresh_token else None
+            ),
+        }
 
     def update_tokens(
         self,
@@ -216,8 +258,7 @@ class TokenStore:
                 update(session_table)
                 .where(session_table.c.handle == session.handle)
                 .values(
-                    access_token=access_token,
-                    refresh_token=refresh_token,
+                    **self._sealed(session.handle, access_token, refresh_token),
                     access_expires_at=_naive(access_expires_at),
                 )
             )

@@ -9,6 +9,7 @@ pages for every failure. Tokens never reach the browser, a URL, a log line or a 
 from __future__ import annotations
 
 import logging
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,10 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from smartapp.dashboard import SEVERITY_LABEL
 from smartapp.errors import PAGES, AppError, Problem
-from smartapp.flow import SmartRuntime, begin_launch, complete_launch
+from smartapp.flow import SmartRuntime, begin_launch, complete_launch, sign_out
 from smartapp.keys import KeyFileError, public_jwks
 from smartapp.page import load_dashboard
-from smartapp.tokens import browser_hash, new_secret, utc_now
+from smartapp.tokens import browser_hash, new_secret, sign_out_token, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,9 @@ def launch_page() -> BaseResponse:
     """The registered launch URL: an EHR or standalone launch goes straight on to the EHR's
     authorize endpoint; with nothing to go on, the page asks for the FHIR server."""
     if request.args.get("iss") or request.args.get("launch") or _runtime().smart.default_issuer:
-        return _start_launch()
+        # On to /smart/launch, where the browser sends the app's cookie (path /smart): read
+        # here it would be missing, and a new one would end the sessions open in other tabs.
+        return redirect(url_for("smartapp.launch", **request.args.to_dict()), 302)
     for page in LAUNCH_PAGES:
         if page.is_file():
             response = make_response(page.read_text(encoding="utf-8"))
@@ -109,7 +112,16 @@ def _start_launch() -> BaseResponse:
     return response
 
 
-def _set_cookie(runtime: SmartRuntime, response: BaseResponse, value: str, *, framed: bool) -> None:
+def _set_cookie(
+    runtime: SmartRuntime,
+    response: BaseResponse,
+    value: str,
+    *,
+    framed: bool,
+    max_age: int | None = None,
+) -> None:
+    """Set (or, with max_age 0, clear) the browser cookie; a third-party iframe accepts either
+    only with the same SameSite=None; Secure it was set with."""
     setting = runtime.smart.cookie_secure
     secure = setting == "always" or (
         setting == "auto" and (request.is_secure or _redirect_uri(runtime).startswith("https://"))
@@ -117,7 +129,7 @@ def _set_cookie(runtime: SmartRuntime, response: BaseResponse, value: str, *, fr
     response.set_cookie(
         BROWSER_COOKIE,
         value,
-        max_age=int(runtime.smart.session_hours * 3600),
+        max_age=int(runtime.smart.session_hours * 3600) if max_age is None else max_age,
         path=COOKIE_PATH,
         secure=secure,
         httponly=True,
@@ -166,8 +178,49 @@ def dashboard(handle: str) -> Response:
             session=session,
             severity_label=SEVERITY_LABEL,
             launch_context=_launch_context(session.encounter, session.fhir_context),
+            sign_out_token=sign_out_token(cookie or "", handle),
         )
     )
+
+
+@blueprint.post("/smart/app/<handle>/sign-out")
+def sign_out_of_app(handle: str) -> Response:
+    """End this browser's sessions and forget its cookie. Only the dashboard's own form can
+    ask: it carries a token derived from the HttpOnly cookie, and the browser says (Fetch
+    Metadata, Origin) that the form came from this site. A GET is 405: nothing changes."""
+    runtime = _runtime()
+    if not _from_this_site():
+        raise AppError(Problem.SIGN_OUT_REFUSED, "sign-out request from another site")
+    cookie = request.cookies.get(BROWSER_COOKIE)
+    if not cookie:
+        raise AppError(Problem.SESSION_EXPIRED, "sign-out without the browser cookie")
+    sent = request.form.get("csrf_token", "")
+    if not secrets.compare_digest(sent, sign_out_token(cookie, handle)):
+        raise AppError(Problem.SIGN_OUT_REFUSED, "sign-out form token does not match")
+    clock = utc_now()
+    browser = browser_hash(cookie)
+    this = runtime.tokens.session(handle, browser, clock)
+    sign_out(runtime, browser=browser, now=clock)
+    response = make_response(render_template("smart_signed_out.html"))
+    framed = this.framed if this is not None else _framed()
+    _set_cookie(runtime, response, "", framed=framed, max_age=0)
+    return response
+
+
+def _from_this_site() -> bool:
+    """False when the browser says the request came from another site or origin. Origin
+    "null" (a form on a page with Referrer-Policy no-referrer) and no header at all (older
+    browsers) are left to the form token."""
+    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null":
+        return True
+    own = {request.host_url.rstrip("/")}
+    public = _runtime().product.public_base_url
+    if public:
+        own.add("/".join(public.split("/", 3)[:3]))
+    return origin.rstrip("/") in own
 
 
 def _launch_context(encounter: str | None, fhir_context: list[Any] | None) -> list[str]:

@@ -168,8 +168,8 @@ def launch_and_sign_in(
 ) -> str:
     """EHR launch -> authorize (sandbox) -> callback; the dashboard URL. Must run bridged."""
     launch_id = sandbox.ehr.mint_launch(patient, **launch)
-    started = client.get(
-        "/launch.html", query_string={"iss": sandbox.ehr.fhir_base, "launch": launch_id}
+    started = open_launch_html(
+        client, query_string={"iss": sandbox.ehr.fhir_base, "launch": launch_id}
     )
     assert started.status_code == 302, started.get_data(as_text=True)
     authorized = sandbox.app.test_client().get(
@@ -201,3 +201,14 @@ def serving(app: Flask | None = None) -> Iterator[BaseWSGIServer]:
 
 def base_of(server: BaseWSGIServer) -> str:
     return f"http://127.0.0.1:{server.server_port}"
+
+
+def open_launch_html(client: FlaskClient, **kwargs: Any) -> Any:
+    """GET /launch.html as a browser does: it sends the launch on to /smart/launch (where the
+    app's cookie is sent), which answers; other answers come back as they are."""
+    first = client.get("/launch.html", **kwargs)
+    location = first.headers.get("Location", "")
+    if first.status_code != 302 or not location.startswith("/smart/launch"):
+        return first
+    kwargs.pop("query_string", None)
+    return client.get(location, **kwargs)

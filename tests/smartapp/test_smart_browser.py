@@ -147,3 +147,33 @@ def test_an_unknown_issuer_is_refused_in_the_browser(live: LiveEhr, page: Any) -
     assert response is not None and response.status == 403
     assert "This EHR is not registered with the app" in page.locator("h1").inner_text()
     assert page.url.startswith(live.app_base)
+
+
+def test_sign_out_in_a_real_browser(live: LiveEhr, page: Any) -> None:
+    page.goto(live.launch_url())
+    page.wait_for_selector("section.findings")
+    dashboard = page.url
+    seen: dict[str, str] = {}
+    page.on(
+        "request",
+        lambda sent: seen.update(sent.headers) if sent.url.endswith("/sign-out") else None,
+    )
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_selector("[data-state=signed-out]")
+    assert "You have signed out" in page.locator("h1").inner_text()
+    assert "open it from the patient's chart in the EHR" in page.locator("main").inner_text()
+    assert seen.get("content-type") == "application/x-www-form-urlencoded"  # the form posted
+    assert page.context.cookies() == []  # the cookie is gone
+
+    response = page.goto(dashboard)  # back to the dashboard: the session has ended
+    assert response is not None and response.status == 401
+    assert "Your session has ended" in page.locator("h1").inner_text()
+
+
+def test_sign_out_inside_the_ehr_iframe(live: LiveEhr, page: Any) -> None:
+    page.goto(live.launch_url("/ehr/frame"))
+    frame = page.frame_locator("iframe")
+    frame.locator("section.findings").wait_for()
+    frame.get_by_role("button", name="Sign out").click()
+    frame.locator("[data-state=signed-out]").wait_for()
+    assert "You have signed out" in frame.locator("h1").inner_text()

@@ -28,6 +28,7 @@ from tests.smartapp.smart_helpers import (
     build_sandbox,
     launch_and_sign_in,
     make_key_file,
+    open_launch_html,
     query_of,
 )
 
@@ -39,7 +40,7 @@ REFRESH_TOKEN = "rt-SECRET-9876543210"
 
 def start(client: FlaskClient, **query: str) -> dict[str, str]:
     """A launch; the authorize request's parameters."""
-    response = client.get("/launch.html", query_string={"iss": FHIR_BASE, "launch": "l1", **query})
+    response = open_launch_html(client, query_string={"iss": FHIR_BASE, "launch": "l1", **query})
     assert response.status_code == 302
     return query_of(response.headers["Location"])
 
@@ -188,7 +189,10 @@ def test_the_code_is_exchanged_with_the_pkce_verifier_as_a_public_client(
     assert body["redirect_uri"] == [f"{APP_BASE}/smart/callback"]
     assert "client_assertion" not in body
     (stored,) = sessions(app)
-    assert stored["access_token"] == ACCESS_TOKEN and stored["patient"] == HARLAN
+    assert stored["patient"] == HARLAN
+    assert ACCESS_TOKEN not in stored["access_token"]  # sealed at rest
+    cipher = app.extensions["smartapp"].tokens.cipher
+    assert cipher.open(stored["access_token"], handle=stored["handle"]) == ACCESS_TOKEN
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from tests.smartapp.smart_helpers import (
     FHIR_BASE,
     Sandbox,
     build_app,
+    open_launch_html,
     query_of,
 )
 
@@ -57,7 +58,7 @@ def test_the_packaged_launch_html_is_the_top_level_one() -> None:
 def test_ehr_launch_redirects_to_authorize_with_pkce_state_aud_and_v2_scopes(
     app: Flask, client: FlaskClient, sandbox: Sandbox, ehr: responses.RequestsMock
 ) -> None:
-    response = client.get("/launch.html", query_string={"iss": FHIR_BASE, "launch": "xyz123"})
+    response = open_launch_html(client, query_string={"iss": FHIR_BASE, "launch": "xyz123"})
     assert response.status_code == 302
     location = response.headers["Location"]
     assert location.startswith(f"{sandbox.ehr.issuer}/authorize?")
@@ -94,7 +95,7 @@ def test_each_launch_gets_its_own_state_and_verifier(
 def test_standalone_launch_asks_for_a_patient_and_sends_no_launch(
     client: FlaskClient, ehr: responses.RequestsMock
 ) -> None:
-    response = client.get("/launch.html", query_string={"iss": FHIR_BASE + "/"})
+    response = open_launch_html(client, query_string={"iss": FHIR_BASE + "/"})
     query = query_of(response.headers["Location"])
     assert "launch" not in query
     assert query["scope"].split()[0] == "launch/patient"
@@ -105,7 +106,7 @@ def test_launch_html_goes_to_the_default_issuer_when_one_is_configured(
     tmp_path: Path, ehr: responses.RequestsMock
 ) -> None:
     app = build_app(tmp_path, default_issuer=FHIR_BASE)
-    response = app.test_client().get("/launch.html")
+    response = open_launch_html(app.test_client())
     assert response.status_code == 302
     assert query_of(response.headers["Location"])["aud"] == FHIR_BASE
 
@@ -114,8 +115,8 @@ def test_an_issuer_not_in_the_allowlist_gets_a_clear_page_and_no_redirect(
     client: FlaskClient,
 ) -> None:
     with responses.RequestsMock() as mock:  # any HTTP call would fail the test
-        response = client.get(
-            "/launch.html", query_string={"iss": "https://evil.example/fhir", "launch": "a"}
+        response = open_launch_html(
+            client, query_string={"iss": "https://evil.example/fhir", "launch": "a"}
         )
         assert not mock.calls
     assert response.status_code == 403
@@ -137,7 +138,7 @@ def test_older_servers_are_found_through_the_capability_statement_and_get_v1_sco
     with responses.RequestsMock() as mock:
         mock.get(f"{FHIR_BASE}/.well-known/smart-configuration", status=404)
         mock.get(f"{FHIR_BASE}/metadata", json=capability_statement_for(sandbox.ehr))
-        response = client.get("/launch.html", query_string={"iss": FHIR_BASE, "launch": "l1"})
+        response = open_launch_html(client, query_string={"iss": FHIR_BASE, "launch": "l1"})
     assert response.status_code == 302
     query = query_of(response.headers["Location"])
     assert response.headers["Location"].startswith(f"{sandbox.ehr.issuer}/authorize?")
@@ -160,7 +161,7 @@ def test_scopes_follow_the_permission_version_the_server_advertises(
     config = sandbox.ehr.smart_configuration() | {"capabilities": capabilities}
     with responses.RequestsMock() as mock:
         mock.get(f"{FHIR_BASE}/.well-known/smart-configuration", json=config)
-        response = client.get("/launch.html", query_string={"iss": FHIR_BASE, "launch": "l1"})
+        response = open_launch_html(client, query_string={"iss": FHIR_BASE, "launch": "l1"})
     assert expected in query_of(response.headers["Location"])["scope"].split()
 
 
@@ -168,7 +169,7 @@ def test_a_server_without_pkce_s256_is_refused(client: FlaskClient, sandbox: San
     config = sandbox.ehr.smart_configuration() | {"code_challenge_methods_supported": ["plain"]}
     with responses.RequestsMock() as mock:
         mock.get(f"{FHIR_BASE}/.well-known/smart-configuration", json=config)
-        response = client.get("/launch.html", query_string={"iss": FHIR_BASE, "launch": "l1"})
+        response = open_launch_html(client, query_string={"iss": FHIR_BASE, "launch": "l1"})
     assert response.status_code == 502
     assert "cannot be used safely" in response.get_data(as_text=True)
 
@@ -179,7 +180,7 @@ def test_an_unreachable_ehr_gets_a_page_not_a_stack_trace(client: FlaskClient) -
             f"{FHIR_BASE}/.well-known/smart-configuration",
             body=requests.ConnectionError("refused"),
         )
-        response = client.get("/launch.html", query_string={"iss": FHIR_BASE, "launch": "l1"})
+        response = open_launch_html(client, query_string={"iss": FHIR_BASE, "launch": "l1"})
     assert response.status_code == 502
     page = response.get_data(as_text=True)
     assert "sign-in service could not be reached" in page
@@ -199,7 +200,7 @@ def test_discovery_is_cached_per_issuer(client: FlaskClient, sandbox: Sandbox) -
 def test_the_browser_cookie_is_httponly_lax_and_not_secure_over_http(
     client: FlaskClient, ehr: responses.RequestsMock
 ) -> None:
-    response = client.get("/launch.html", query_string={"iss": FHIR_BASE, "launch": "l"})
+    response = open_launch_html(client, query_string={"iss": FHIR_BASE, "launch": "l"})
     cookie = response.headers["Set-Cookie"]
     assert cookie.startswith("anastrozole_smart=")
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/smart" in cookie
@@ -210,14 +211,14 @@ def test_framed_by_the_ehr_over_https_the_cookie_is_samesite_none_and_secure(
     tmp_path: Path, ehr: responses.RequestsMock
 ) -> None:
     app = build_app(tmp_path, redirect_url="https://app.example/smart/callback")
-    response = app.test_client().get(
-        "/launch.html",
+    response = open_launch_html(
+        app.test_client(),
         query_string={"iss": FHIR_BASE, "launch": "l"},
         headers={"Sec-Fetch-Dest": "iframe"},
     )
     cookie = response.headers["Set-Cookie"]
     assert "SameSite=None" in cookie and "Secure" in cookie and "HttpOnly" in cookie
-    unframed = app.test_client().get("/launch.html", query_string={"iss": FHIR_BASE, "launch": "l"})
+    unframed = open_launch_html(app.test_client(), query_string={"iss": FHIR_BASE, "launch": "l"})
     assert "SameSite=Lax" in unframed.headers["Set-Cookie"]
     assert "Secure" in unframed.headers["Set-Cookie"]
     assert (

@@ -278,3 +278,27 @@ def test_an_unexpected_error_is_a_page_with_a_reference_not_a_stack_trace(
     assert "Something went wrong in the app" in page
     assert "internal detail" not in page and "Traceback" not in page
     assert response.headers["X-Request-Id"] in page
+
+
+def test_a_second_launch_in_the_same_browser_keeps_the_first_tab_open(
+    client: FlaskClient, sandbox: Sandbox, ehr: responses.RequestsMock
+) -> None:
+    """Two patients in two tabs: the second launch goes through launch.html to /smart/launch,
+    where the browser's cookie is sent and kept, so the first session stays this browser's."""
+    first = launch_and_sign_in(client, sandbox)
+    cookie = client.get_cookie("anastrozole_smart", path="/smart")
+    second = launch_and_sign_in(client, sandbox)
+    assert second != first
+    assert client.get_cookie("anastrozole_smart", path="/smart").value == cookie.value
+    assert client.get(first).status_code == 200
+    assert client.get(second).status_code == 200
+
+
+def test_launch_html_sends_the_launch_on_to_smart_launch_with_its_parameters(
+    client: FlaskClient,
+) -> None:
+    response = client.get(
+        "/launch.html", query_string={"iss": "https://x.example/fhir", "launch": "a b"}
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/smart/launch?iss=https://x.example/fhir&launch=a+b"
