@@ -236,15 +236,15 @@ def refresh_session(runtime: SmartRuntime, session: SmartSession) -> SmartSessio
     )
 
 
-def sign_out(runtime: SmartRuntime, *, browser: str, now: datetime) -> int:
+def sign_out(runtime: SmartRuntime, *, browser: str, now: datetime) -> list[SmartSession]:
     """End every session this browser signed in (its cookie is about to go), giving each
-    grant back to the EHR when it offers a revocation endpoint. The number ended."""
+    grant back to the EHR when it offers a revocation endpoint. The sessions ended."""
     sessions = runtime.tokens.sessions_of(browser, now)
     for session in sessions:
         runtime.tokens.end_session(session.handle)
         _revoke(runtime, session)
     log.info("SMART sign-out: %d session(s) ended", len(sessions))
-    return len(sessions)
+    return sessions
 
 
 def _revoke(runtime: SmartRuntime, session: SmartSession) -> None:

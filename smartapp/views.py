@@ -199,10 +199,10 @@ def sign_out_of_app(handle: str) -> Response:
         raise AppError(Problem.SIGN_OUT_REFUSED, "sign-out form token does not match")
     clock = utc_now()
     browser = browser_hash(cookie)
-    this = runtime.tokens.session(handle, browser, clock)
-    sign_out(runtime, browser=browser, now=clock)
+    ended = sign_out(runtime, browser=browser, now=clock)
     response = make_response(render_template("smart_signed_out.html"))
-    framed = this.framed if this is not None else _framed()
+    # cleared with the SameSite it was set with: that of this page's launch, if it was open
+    framed = next((s.framed for s in ended if s.handle == handle), _framed())
     _set_cookie(runtime, response, "", framed=framed, max_age=0)
     return response
 
