@@ -37,13 +37,13 @@ class _CodeableConcept(msgspec.Struct):
 
 
 class _Head(msgspec.Struct):
-    """What decides whether a resource is read; every other field is skipped undecoded. Typed
-    structs rather than dicts for the code (about a third cheaper); a code of another shape
-    fails to decode, and the resource is then kept."""
+    """What decides whether a resource is read; every other field is skipped undecoded. The
+    code is kept as its raw bytes: a handful of codes recur across a long record, so each
+    distinct text is decoded and judged once per read (`_Judge`)."""
 
     resourceType: Any = None
     status: Any = None
-    code: _CodeableConcept | None = None
+    code: msgspec.Raw = msgspec.Raw(b"null")
     valueCodeableConcept: Any = None  # rare: decoded only where present
 
 
@@ -58,6 +58,9 @@ class _Bundle(msgspec.Struct):
 
 _BUNDLE = msgspec.json.Decoder(_Bundle)
 _HEAD = msgspec.json.Decoder(_Head)
+# Typed structs rather than dicts for the code (about a third cheaper); a code of another
+# shape fails to decode, and the resource is then kept.
+_CODE = msgspec.json.Decoder(_CodeableConcept | None)
 
 # Errors that send a text back to the full orjson parse, which then decides what it is
 # (msgspec.DecodeError and ValidationError are ValueErrors; deep nesting hits the recursion
@@ -78,6 +81,7 @@ def read_lazily(data: bytes, valuesets: ValueSets) -> list[dict[str, Any]] | Non
     if bundle.resourceType != "Bundle":
         return None
     resources: list[dict[str, Any]] = []
+    judge = _Judge(valuesets)
     for entry in bundle.entry or ():
         raw = entry.resource
         try:
@@ -90,7 +94,7 @@ def read_lazily(data: bytes, valuesets: ValueSets) -> list[dict[str, Any]] | Non
             head is not None
             and head.resourceType == "Observation"
             and head.valueCodeableConcept is None
-            and observation_is_unread(valuesets, head.status, _codes(head.code))
+            and judge.unread(head.status, head.code)
         ):
             continue
         resource = orjson.loads(memoryview(raw))  # no copy of the resource's bytes
@@ -100,10 +104,31 @@ def read_lazily(data: bytes, valuesets: ValueSets) -> list[dict[str, Any]] | Non
     return resources
 
 
-def _codes(concept: _CodeableConcept | None) -> list[tuple[Any, Any]]:
-    if concept is None or concept.coding is None:
-        return []
-    return [(coding.system, coding.code) for coding in concept.coding]
+class _Judge:
+    """`observation_is_unread` for one read, once per distinct (status, code text)."""
+
+    def __init__(self, valuesets: ValueSets) -> None:
+        self.valuesets = valuesets
+        self.verdicts: dict[tuple[Any, bytes], bool] = {}
+
+    def unread(self, status: Any, code: msgspec.Raw) -> bool:
+        if not isinstance(status, (str, type(None))):  # odd: judged, not remembered
+            return self.judge(status, code)
+        key = (status, bytes(code))
+        verdict = self.verdicts.get(key)
+        if verdict is None:
+            verdict = self.verdicts[key] = self.judge(status, code)
+        return verdict
+
+    def judge(self, status: Any, code: msgspec.Raw) -> bool:
+        try:
+            concept = _CODE.decode(code)
+        except msgspec.ValidationError:
+            return False  # a code of another shape: keep the resource, the reader decides
+        codes = [] if concept is None or concept.coding is None else concept.coding
+        return observation_is_unread(
+            self.valuesets, status, [(coding.system, coding.code) for coding in codes]
+        )
 
 
 def _valid_utf8(data: bytes) -> bool:

@@ -360,3 +360,36 @@ def test_a_number_beyond_double_range_is_refused_only_where_it_is_decoded() -> N
         evaluate_json(_patient_and(b'{"resource":{"resourceType":"Patient","x":1e400}}'), now=NOW)
     unread = _patient_and(b'{"resource":' + vital + b"}")
     assert evaluate_json(unread, now=NOW) == evaluate(_bundle(PATIENT), now=NOW)
+
+
+def test_a_code_judged_once_is_judged_again_under_another_status() -> None:
+    """Verdicts are remembered per (status, code text): the same estradiol code, entered in
+    error and then final, is dropped once and kept once."""
+    wrong = {**ESTRADIOL, "id": "e2-wrong", "status": "entered-in-error"}
+    data = orjson.dumps(_bundle(PATIENT, wrong, ESTRADIOL))
+    kept = read_lazily(data, VALUESETS)
+    assert kept is not None
+    assert [r.get("id") for r in kept] == ["p", "e2"]
+    _same_as_decoding_everything(data)
+
+
+def test_the_same_code_text_gives_the_same_verdict_for_every_result() -> None:
+    """A long record repeats a handful of code texts: each result of a read code is kept, each
+    result of an unread one dropped, however often the text recurs."""
+    vital = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+        "valueQuantity": {"value": 60},
+    }
+    results = [
+        {**resource, "id": f"{resource['code']['coding'][0]['code']}-{day}",
+         "effectiveDateTime": f"2026-10-{day:02d}"}
+        for day in range(1, 21)
+        for resource in (ESTRADIOL, vital)
+    ]  # fmt: skip
+    data = orjson.dumps(_bundle(PATIENT, *results))
+    kept = read_lazily(data, VALUESETS)
+    assert kept is not None
+    assert [r["id"] for r in kept[1:]] == [f"2243-4-{day}" for day in range(1, 21)]
+    _same_as_decoding_everything(data)
