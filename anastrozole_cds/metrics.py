@@ -17,7 +17,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 from prometheus_client import (
@@ -30,6 +30,9 @@ from prometheus_client import (
     values,
 )
 
+if TYPE_CHECKING:
+    from cds_hooks.auth import Refusal
+
 EXTENSION = "anastrozole_cds.metrics"
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -38,28 +41,6 @@ UNKNOWN = "unknown"
 # A prefetched call answers in a few ms; one that queries the FHIR server is bounded by
 # fhir_deadline_seconds (2.5 by default).
 CALL_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-
-# Why a JWT was refused, by the start of AuthError.reason (cds_hooks/auth.py); first match wins.
-JWT_REFUSAL_CLASSES: tuple[tuple[str, str], ...] = (
-    ("Authorization header", "missing_token"),
-    ("JWT is malformed", "malformed"),
-    ("JWT alg", "alg_not_allowed"),
-    ("JWT typ", "bad_header"),
-    ("JWT kid header", "bad_header"),
-    ("JWT issuer is not trusted", "untrusted_issuer"),
-    ("JWT jku", "jku_not_allowed"),
-    ("issuer key set unavailable", "keys_unavailable"),
-    ("JWT kid is not in", "unknown_kid"),
-    ("JWT signature", "bad_signature"),
-    ("JWT could not be verified", "bad_signature"),
-    ("JWT has expired", "expired"),
-    ("JWT claim missing", "claim_missing"),
-    ("JWT aud", "wrong_audience"),
-    ("JWT lifetime", "lifetime_too_long"),
-    ("JWT jti was already used", "replay"),
-    ("replay cache unavailable", "replay_cache_unavailable"),
-    ("JWT ", "claim_invalid"),  # iat, jti, exp or another claim that is not valid
-)
 
 # Why a FHIR query failed, by the start of QueryResult.reason (ehr/client.py).
 DATA_GAP_CLASSES: tuple[tuple[str, str], ...] = (
@@ -165,8 +146,8 @@ class Metrics:
         reason_name = reason_class(reason, DATA_GAP_CLASSES)
         self._child(self.data_gaps, service_id, key, reason_name).inc()
 
-    def count_jwt_refusal(self, reason: str) -> None:
-        self._child(self.jwt_refusals, reason_class(reason, JWT_REFUSAL_CLASSES)).inc()
+    def count_jwt_refusal(self, refusal: Refusal) -> None:
+        self._child(self.jwt_refusals, refusal).inc()
 
     def count_feedback(self, service_id: str, outcome: str) -> None:
         self._child(self.feedback, service_id, outcome).inc()

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import orjson
 import requests
@@ -42,12 +42,38 @@ _JWKS_FETCH_TIMEOUT = (1.0, 2.0)
 _MIN_REFRESH_SECONDS = 30.0  # an unknown kid refetches a key set at most this often
 
 
-class AuthError(Exception):
-    """The caller is not trusted; `reason` is safe to return to it (no token, no key)."""
+# Why a JWT was refused, as a fixed class: what /metrics counts (never the token or reason).
+Refusal = Literal[
+    "missing_token",
+    "malformed",
+    "alg_not_allowed",
+    "bad_header",
+    "untrusted_issuer",
+    "jku_not_allowed",
+    "keys_unavailable",
+    "unknown_kid",
+    "bad_signature",
+    "expired",
+    "claim_missing",
+    "wrong_audience",
+    "lifetime_too_long",
+    "claim_invalid",
+    "replay",
+    "replay_cache_unavailable",
+]
+REFUSALS: tuple[Refusal, ...] = get_args(Refusal)
 
-    def __init__(self, reason: str, *, status: int = 401) -> None:
+
+class AuthError(Exception):
+    """The caller is not trusted; `reason` is safe to return to it (no token, no key), and
+    `refusal` is its class."""
+
+    def __init__(self, reason: str, refusal: Refusal, *, status: int = 401) -> None:
+        if refusal not in REFUSALS:
+            raise ValueError(f"not a refusal class: {refusal!r}")
         super().__init__(reason)
         self.reason = reason
+        self.refusal = refusal
         self.status = status
 
 
@@ -107,7 +133,7 @@ class KeySetCache:
                     location, timeout=_JWKS_FETCH_TIMEOUT, allow_redirects=False
                 )
                 if response.status_code != 200:
-                    raise AuthError("issuer key set unavailable", status=401)
+                    raise AuthError("issuer key set unavailable", "keys_unavailable")
                 document = orjson.loads(response.content)
             keys = KeySet.import_key_set(document)
         except (
@@ -121,7 +147,7 @@ class KeySetCache:
             log.error(
                 "JWKS for an issuer could not be loaded from %s", "a file" if is_file else "its URL"
             )
-            raise AuthError("issuer key set unavailable") from None
+            raise AuthError("issuer key set unavailable", "keys_unavailable") from None
         return _CachedKeys(keys, time.monotonic(), stamp)
 
 
@@ -153,26 +179,30 @@ class JwtVerifier:
 
         alg = header.get("alg")
         if alg not in ALLOWED_ALGORITHMS:
-            raise AuthError(f"JWT alg {alg!r} is not allowed (ES384 or RS384 only)")
+            raise AuthError(
+                f"JWT alg {alg!r} is not allowed (ES384 or RS384 only)", "alg_not_allowed"
+            )
         typ = header.get("typ")
         if typ is not None and str(typ).upper() != "JWT":
-            raise AuthError("JWT typ must be 'JWT'")
+            raise AuthError("JWT typ must be 'JWT'", "bad_header")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
-            raise AuthError("JWT kid header is missing")
+            raise AuthError("JWT kid header is missing", "bad_header")
         iss = claims.get("iss")
         issuer = self.settings.issuer(iss) if isinstance(iss, str) else None
         if issuer is None:
-            raise AuthError("JWT issuer is not trusted")
+            raise AuthError("JWT issuer is not trusted", "untrusted_issuer")
 
         key_set_location, is_file = _key_location(issuer, header.get("jku"))
         key = self._key(key_set_location, is_file, kid)
         try:
             verified = jwt.decode(token, key, algorithms=[alg])
         except BadSignatureError:
-            raise AuthError("JWT signature is not valid") from None
+            raise AuthError("JWT signature is not valid", "bad_signature") from None
         except JoseError:
-            raise AuthError("JWT could not be verified with the issuer's key") from None
+            raise AuthError(
+                "JWT could not be verified with the issuer's key", "bad_signature"
+            ) from None
 
         self._check_claims(verified.claims, issuer, audiences)
         expires = datetime.fromtimestamp(
@@ -181,9 +211,11 @@ class JwtVerifier:
         try:
             fresh = self.store.remember_jti(issuer.iss, str(verified.claims["jti"]), expires)
         except StoreError:
-            raise AuthError("replay cache unavailable, try again", status=503) from None
+            raise AuthError(
+                "replay cache unavailable, try again", "replay_cache_unavailable", status=503
+            ) from None
         if not fresh:
-            raise AuthError("JWT jti was already used (replay)")
+            raise AuthError("JWT jti was already used (replay)", "replay")
         tenant = verified.claims.get("tenant")
         return Caller(
             issuer.iss,
@@ -198,7 +230,7 @@ class JwtVerifier:
                 return keys.get_by_kid(kid)
             except InvalidKeyIdError:
                 continue
-        raise AuthError("JWT kid is not in the issuer's key set")
+        raise AuthError("JWT kid is not in the issuer's key set", "unknown_kid")
 
     def _check_claims(
         self, claims: dict[str, Any], issuer: IssuerConfig, audiences: Iterable[str]
@@ -219,34 +251,35 @@ class JwtVerifier:
         try:
             registry.validate(claims)
         except ExpiredTokenError:
-            raise AuthError("JWT has expired") from None
+            raise AuthError("JWT has expired", "expired") from None
         except MissingClaimError as error:
-            raise AuthError(f"JWT claim missing: {error.claim}") from None
+            raise AuthError(f"JWT claim missing: {error.claim}", "claim_missing") from None
         except ClaimError as error:
-            raise AuthError(_claim_problem(error.claim)) from None
+            raise AuthError(*_claim_problem(error.claim)) from None
         lifetime = float(claims["exp"]) - time.time()
         if lifetime > self.settings.jwt_max_lifetime_seconds + self.settings.jwt_leeway_seconds:
             raise AuthError(
-                f"JWT lifetime exceeds {self.settings.jwt_max_lifetime_seconds} seconds"
+                f"JWT lifetime exceeds {self.settings.jwt_max_lifetime_seconds} seconds",
+                "lifetime_too_long",
             )
 
 
-def _claim_problem(claim: str) -> str:
+def _claim_problem(claim: str) -> tuple[str, Refusal]:
     return {
-        "aud": "JWT aud is not this service's URL",
-        "iat": "JWT iat is in the future or not a time",
-        "iss": "JWT issuer is not trusted",
-        "jti": "JWT jti must be a string",
-        "exp": "JWT exp is not a time",
-    }.get(claim, f"JWT claim {claim!r} is not valid")
+        "aud": ("JWT aud is not this service's URL", "wrong_audience"),
+        "iat": ("JWT iat is in the future or not a time", "claim_invalid"),
+        "iss": ("JWT issuer is not trusted", "untrusted_issuer"),
+        "jti": ("JWT jti must be a string", "claim_invalid"),
+        "exp": ("JWT exp is not a time", "claim_invalid"),
+    }.get(claim, (f"JWT claim {claim!r} is not valid", "claim_invalid"))
 
 
 def _bearer(authorization: str | None) -> str:
     if not authorization:
-        raise AuthError("Authorization header with a Bearer JWT is required")
+        raise AuthError("Authorization header with a Bearer JWT is required", "missing_token")
     scheme, _, token = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise AuthError("Authorization header must be 'Bearer <JWT>'")
+        raise AuthError("Authorization header must be 'Bearer <JWT>'", "missing_token")
     return token.strip()
 
 
@@ -259,7 +292,7 @@ def _unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     except (JoseError, UnicodeEncodeError, orjson.JSONDecodeError, ValueError, binascii.Error):
         header, claims = _lenient_parts(token)
     if not isinstance(header, dict) or not isinstance(claims, dict):
-        raise AuthError("JWT is malformed")
+        raise AuthError("JWT is malformed", "malformed")
     return header, claims
 
 
@@ -267,13 +300,13 @@ def _lenient_parts(token: str) -> tuple[Any, Any]:
     """Read an `alg: none` token too, so that it is refused for its alg, not as malformed."""
     parts = token.split(".")
     if len(parts) != 3:
-        raise AuthError("JWT is malformed")
+        raise AuthError("JWT is malformed", "malformed")
     try:
         header, claims = (
             orjson.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4))) for p in parts[:2]
         )
     except (ValueError, binascii.Error, orjson.JSONDecodeError):
-        raise AuthError("JWT is malformed") from None
+        raise AuthError("JWT is malformed", "malformed") from None
     return header, claims
 
 
@@ -291,12 +324,12 @@ def _key_location(issuer: IssuerConfig, jku: Any) -> tuple[str, bool]:
     if jku is None:
         return pinned
     if not isinstance(jku, str):
-        raise AuthError("JWT jku must be a URL")
+        raise AuthError("JWT jku must be a URL", "jku_not_allowed")
     listed = {normalise_base_url(url) for url in issuer.allowed_jku}
     if issuer.jwks_url:
         listed.add(issuer.jwks_url)
     if normalise_base_url(jku) not in listed:
-        raise AuthError("JWT jku is not allowed for this issuer")
+        raise AuthError("JWT jku is not allowed for this issuer", "jku_not_allowed")
     if issuer.jwks_file is not None:
         return pinned
     return jku.strip(), False

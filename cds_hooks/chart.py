@@ -25,12 +25,14 @@ log = logging.getLogger(__name__)
 
 
 class PreconditionFailed(Exception):
-    """Required data is neither prefetched nor fetchable: 412."""
+    """Required data is neither prefetched nor fetchable: 412. `gaps`: the fetches that
+    failed, when that is why (for /metrics)."""
 
-    def __init__(self, message: str, missing: Sequence[str]) -> None:
+    def __init__(self, message: str, missing: Sequence[str], gaps: Sequence[DataGap] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.missing = list(missing)
+        self.gaps = tuple(gaps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,7 @@ def gather_chart(
             "could not read from fhirServer: "
             + "; ".join(f"{gap.label} ({gap.reason})" for gap in core),
             [gap.key for gap in core],
+            core,
         )
     return Chart(tuple(resources), tuple(gaps), sources)
 

@@ -100,7 +100,7 @@ def base_url(settings: ProductSettings) -> str:
 @blueprint.errorhandler(AuthError)
 def _unauthorized(error: AuthError) -> Response:
     log.warning("CDS call refused (%d): %s", error.status, error.reason)
-    _runtime().metrics.count_jwt_refusal(error.reason)
+    _runtime().metrics.count_jwt_refusal(error.refusal)
     response = error_response(
         error.status, "unauthorized" if error.status == 401 else "unavailable", error.reason
     )
@@ -118,6 +118,10 @@ def _bad_request(error: RequestProblem) -> Response:
 @blueprint.errorhandler(PreconditionFailed)
 def _precondition_failed(error: PreconditionFailed) -> Response:
     log.info("CDS call without the data it needs: %s", ", ".join(error.missing))
+    service_id = (request.view_args or {}).get("service_id")
+    if service_id in SERVICES:  # a failed fetch of the core data is a gap too, for /metrics
+        for gap in error.gaps:
+            _runtime().metrics.count_data_gap(service_id, gap.key, gap.reason)
     return error_response(412, "precondition_failed", error.message, missingPrefetch=error.missing)
 
 

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from anastrozole_cds.app import create_app
 from anastrozole_cds.config import ProductSettings
-from anastrozole_cds.metrics import DATA_GAP_CLASSES, JWT_REFUSAL_CLASSES, reason_class
+from anastrozole_cds.metrics import DATA_GAP_CLASSES, reason_class
 from cds_hooks import auth
 from cds_hooks.catalogue import DATA_INCOMPLETE_TOPIC, RULE_IDS
 from cds_hooks.services import SERVICES, prefetch_templates
@@ -52,6 +52,7 @@ PATIENT_ID = "pt-7f3e9c1a"
 MRN = "MRN-55501234"
 FHIR_TOKEN = "fhir-token-metrics-3b8d"
 LIVER_KEY = next(t.key for t in prefetch_templates() if t.label == "liver tests")
+PATIENT_KEY = next(t.key for t in prefetch_templates() if t.query.startswith("Patient/"))
 FIXED_LABEL_VALUES = {
     "service": {*SERVICES, "unknown"},
     "hook": {*(s.hook for s in SERVICES.values()), "unknown"},
@@ -165,6 +166,13 @@ REFUSALS: dict[str, tuple[dict[str, Any], str]] = {
     "expired": ({"sign": {"exp": int(time.time()) - 600}}, "expired"),
     "another audience": ({"aud": f"{BASE}/cds-services/other"}, "wrong_audience"),
     "no jti": ({"sign": {"jti": None}}, "claim_missing"),
+    "a jti that is not a string": ({"sign": {"jti": 42}}, "claim_invalid"),
+    "a lifetime of a day": ({"sign": {"exp": int(time.time()) + 86_400}}, "lifetime_too_long"),
+    "a typ other than JWT": ({"sign": {"header": {"typ": "at+jwt"}}}, "bad_header"),
+    "a jku not listed": (
+        {"sign": {"header": {"jku": "https://attacker.example/jwks"}}},
+        "jku_not_allowed",
+    ),
 }
 
 
@@ -263,6 +271,28 @@ def test_a_failed_fhir_query_is_a_data_gap_by_key_and_reason_class(
     assert value(found, "anastrozole_cds_cards_total", **incomplete) == 1
 
 
+def test_a_failed_fetch_of_the_core_data_is_a_412_and_a_data_gap(
+    client: FlaskClient, keys: Keys
+) -> None:
+    """The patient cannot be read: no rule can be trusted (412), and /metrics says which
+    fetch failed and why, as for any other gap."""
+
+    def patient_fails(path: str, _params: dict[str, str]) -> tuple[int, dict[str, str], str] | None:
+        return (503, {}, "{}") if path.startswith("Patient") else None
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        fake_fhir(mock, trt_man_chart(), patient_fails)
+        assert call(client, keys, PATIENT_VIEW, with_fhir()).status_code == 412
+    found = scrape(client)
+    gaps = {
+        (dict(labels)["key"], dict(labels)["reason"]): count
+        for (name, labels), count in found.items()
+        if name == "anastrozole_cds_data_gaps_total"
+    }
+    assert gaps == {(PATIENT_KEY, "http_5xx"): 1}
+    assert calls(found, "412") == 1
+
+
 def test_no_patient_id_mrn_token_or_url_ever_appears_in_metrics(
     client: FlaskClient, keys: Keys
 ) -> None:
@@ -313,24 +343,40 @@ def test_metrics_disabled_is_404(make_settings: Callable[..., ProductSettings], 
 # -- reason classes --------------------------------------------------------------------------------
 
 
-def _auth_error_reasons() -> list[str]:
-    """Every reason cds_hooks/auth.py can refuse with (f-strings up to their first field)."""
-    reasons = [auth._claim_problem(claim) for claim in ("aud", "iat", "iss", "jti", "exp", "x")]
-    for node in ast.walk(ast.parse(inspect.getsource(auth))):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "AuthError":
-            first = node.args[0]
-            if isinstance(first, ast.Constant):
-                reasons.append(first.value)
-            elif isinstance(first, ast.JoinedStr):
-                reasons.append("".join(
-                    part.value for part in first.values if isinstance(part, ast.Constant)
-                ))  # fmt: skip
-    return reasons
+def _auth_error_calls() -> list[ast.Call]:
+    return [
+        node
+        for node in ast.walk(ast.parse(inspect.getsource(auth)))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "AuthError"
+    ]
 
 
-@pytest.mark.parametrize("reason", _auth_error_reasons())
-def test_every_jwt_refusal_reason_has_a_class(reason: str) -> None:
-    assert reason_class(reason, JWT_REFUSAL_CLASSES) != "other"
+def test_every_jwt_refusal_names_its_class() -> None:
+    """Each `AuthError` in cds_hooks/auth.py gives its class as a literal (or takes the pair
+    `_claim_problem` returns), so /metrics never has to read the reason's words."""
+    calls = _auth_error_calls()
+    assert len(calls) >= 15
+    for node in calls:
+        if isinstance(node.args[0], ast.Starred):  # AuthError(*_claim_problem(claim))
+            continue
+        assert len(node.args) >= 2, ast.unparse(node)
+        refusal = node.args[1]
+        assert isinstance(refusal, ast.Constant), ast.unparse(node)
+        assert refusal.value in auth.REFUSALS, ast.unparse(node)
+    for claim in ("aud", "iat", "iss", "jti", "exp", "x"):
+        assert auth._claim_problem(claim)[1] in auth.REFUSALS
+
+
+def test_a_refusal_class_outside_the_fixed_set_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="not a refusal class"):
+        auth.AuthError("JWT is odd", "odd")  # type: ignore[arg-type]
+
+
+def test_the_documented_refusal_classes_are_the_fixed_set() -> None:
+    table = (Path(__file__).parents[2] / "docs" / "cds-hooks.md").read_text()
+    row = next(line for line in table.splitlines() if "_jwt_refusals_total" in line)
+    named = set(re.findall(r"`([a-z_]+)`", row)) - {"reason", "anastrozole_cds_jwt_refusals_total"}
+    assert named == set(auth.REFUSALS)
 
 
 @pytest.mark.parametrize(
