@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cache
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from clinical.dosage import NO_DOSE, Dose, parse_dosage
 from clinical.fhirdates import age_in_years, as_aware, parse_fhir_date, parse_fhir_datetime
@@ -913,21 +913,52 @@ class _Reader:
         )
 
 
+ObservationReading = Literal["unread", "lab", "other"]
+
+
+def observation_reading(
+    valuesets: ValueSets, status: Any, codings: Iterable[tuple[Any, Any]]
+) -> ObservationReading:
+    """How `_Reader.observation` reads an Observation with this status, these codings'
+    (system, code) and no valueCodeableConcept: it passes over it without error ("unread":
+    what `lazy_bundle` may leave undecoded), reads it as a lab result ("lab": from no other
+    fields than LAB_OBSERVATION_FIELDS), or cannot be told from these ("other"). Keep in step
+    with `observation` (tests/clinical/test_lazy_bundle.py)."""
+    try:
+        if status in _IGNORED_STATUS:
+            return "unread"
+        for system, code in codings:
+            if valuesets.names_for_code(system, code) & LAB_VALUESETS:
+                return "lab"
+    except _UNREADABLE:  # the reader would record a data gap for it: keep all of it
+        return "other"
+    return "unread"
+
+
 def observation_is_unread(
     valuesets: ValueSets, status: Any, codings: Iterable[tuple[Any, Any]]
 ) -> bool:
-    """Whether `_Reader.observation` passes over, without error, an Observation with this
-    status, these codings' (system, code) and no valueCodeableConcept: what `lazy_bundle`
-    may leave undecoded. Keep in step with `observation` (tests/clinical/test_lazy_bundle.py)."""
-    try:
-        if status in _IGNORED_STATUS:
-            return True
-        for system, code in codings:
-            if valuesets.names_for_code(system, code) & LAB_VALUESETS:
-                return False
-    except _UNREADABLE:  # the reader would record a data gap for it: keep it
-        return False
-    return True
+    return observation_reading(valuesets, status, codings) == "unread"
+
+
+# Every field `_Reader.observation` (with `effective`, `lab_value` and `_ref`) reads from an
+# Observation it reads as a lab result; `lazy_bundle` decodes no other field of one.
+LAB_OBSERVATION_FIELDS = (
+    "resourceType",
+    "id",
+    "status",
+    "code",
+    "valueCodeableConcept",
+    "effectiveDateTime",
+    "effectivePeriod",
+    "effectiveInstant",
+    "issued",
+    "valueQuantity",
+    "valueString",
+    "valueInteger",
+    "method",
+    "referenceRange",
+)
 
 
 # Observations are read only by `_Reader.observation`: not as targets of references (these).
