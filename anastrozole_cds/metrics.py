@@ -42,34 +42,6 @@ UNKNOWN = "unknown"
 # fhir_deadline_seconds (2.5 by default).
 CALL_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
-# Why a FHIR query failed, by the start of QueryResult.reason (ehr/client.py).
-DATA_GAP_CLASSES: tuple[tuple[str, str], ...] = (
-    ("timeout", "timeout"),
-    ("deadline exceeded", "timeout"),
-    ("connection failed", "connection_failed"),
-    ("HTTP 401", "unauthorized"),
-    ("HTTP 403", "unauthorized"),
-    ("HTTP 429", "rate_limited"),
-    ("HTTP 4", "http_4xx"),
-    ("HTTP 5", "http_5xx"),
-    ("malformed JSON", "bad_response"),
-    ("not a FHIR resource", "bad_response"),
-    ("OperationOutcome", "bad_response"),
-    ("Bundle.entry", "bad_response"),
-    ("response too large", "bad_response"),
-    ("query must be relative", "link_refused"),
-    ("next link to another host", "link_refused"),
-    ("no data", "no_data"),
-)
-
-
-def reason_class(reason: str, classes: tuple[tuple[str, str], ...]) -> str:
-    """The fixed class of a reason text; "other" when no class names it."""
-    for start, name in classes:
-        if reason.startswith(start):
-            return name
-    return "other"
-
 
 @dataclass(frozen=True)
 class Metrics:
@@ -142,9 +114,9 @@ class Metrics:
     def count_card(self, service_id: str, rule_id: str, indicator: str) -> None:
         self._child(self.cards, service_id, rule_id, indicator).inc()
 
-    def count_data_gap(self, service_id: str, key: str, reason: str) -> None:
-        reason_name = reason_class(reason, DATA_GAP_CLASSES)
-        self._child(self.data_gaps, service_id, key, reason_name).inc()
+    def count_data_gap(self, service_id: str, key: str, fault: str) -> None:
+        """`fault`: the failed query's class (ehr/client.py's Fault), or "no_data"."""
+        self._child(self.data_gaps, service_id, key, fault).inc()
 
     def count_jwt_refusal(self, refusal: Refusal) -> None:
         self._child(self.jwt_refusals, refusal).inc()

@@ -43,6 +43,7 @@ class DataGap:
     label: str
     reason: str
     feeds: frozenset[str]
+    fault: str = "no_data"  # the query's Fault class (ehr/client.py), or "no_data"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,15 @@ def gather_chart(
             resources.extend(result.resources)
             sources[key] = "fetched" if result.usable else "failed"
             if not result.usable and template.required and key not in prefetch:
-                gaps.append(DataGap(key, template.label, _reason(result), template.feeds))
+                gaps.append(
+                    DataGap(
+                        key,
+                        template.label,
+                        _reason(result),
+                        template.feeds,
+                        result.fault or "no_data",
+                    )
+                )
     core = [gap for gap in gaps if gap.feeds == ALL_RULES]
     if core:  # no rule can be trusted without the patient, medications and conditions
         raise PreconditionFailed(

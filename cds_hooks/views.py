@@ -121,7 +121,7 @@ def _precondition_failed(error: PreconditionFailed) -> Response:
     service_id = (request.view_args or {}).get("service_id")
     if service_id in SERVICES:  # a failed fetch of the core data is a gap too, for /metrics
         for gap in error.gaps:
-            _runtime().metrics.count_data_gap(service_id, gap.key, gap.reason)
+            _runtime().metrics.count_data_gap(service_id, gap.key, gap.fault)
     return error_response(412, "precondition_failed", error.message, missingPrefetch=error.missing)
 
 
@@ -238,7 +238,7 @@ def call_service(service_id: str) -> Response:
     for card in result.cards:  # the data-incomplete card too, by its topic
         runtime.metrics.count_card(service.id, card["source"]["topic"]["code"], card["indicator"])
     for gap in chart.gaps:
-        runtime.metrics.count_data_gap(service.id, gap.key, gap.reason)
+        runtime.metrics.count_data_gap(service.id, gap.key, gap.fault)
     log.info(
         "%s: %d cards (%s), withheld %s, data %s, gaps %s, %.0f ms",
         service.id,

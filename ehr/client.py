@@ -1,7 +1,8 @@
 """A small FHIR R4 REST client: reads and searches with paging, timeouts, one deadline.
 
 Errors are values: every query gives a `QueryResult` that holds the resources it got and,
-when it did not get them all, a short reason ("timeout", "HTTP 500", ...). Nothing raises
+when it did not get them all, a short reason ("timeout", "HTTP 500", ...) and its class
+(`fault`: "timeout", "http_5xx", ...; what callers act on). Nothing raises
 for anything the server does. The access token is sent in the `Authorization` header only;
 it never appears in a log line, a reason, a repr or an exception text, and neither does the
 query string (it names the patient).
@@ -24,7 +25,7 @@ from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import urljoin, urlsplit
 
 import orjson
@@ -47,6 +48,24 @@ class Outcome(StrEnum):
     FAILED = "failed"  # nothing usable
 
 
+# Why a query failed, as a fixed class: what callers act on (a 401 or 403 is "unauthorized")
+# and what /metrics counts; `reason` says the same in words, for people.
+Fault = Literal[
+    "timeout",
+    "connection_failed",
+    "unauthorized",
+    "rate_limited",
+    "http_4xx",
+    "http_5xx",
+    "bad_response",
+    "link_refused",
+    "other",
+]
+FAULTS: tuple[Fault, ...] = get_args(Fault)
+_TIMEOUT: Fault = "timeout"
+_OTHER: Fault = "other"
+
+
 @dataclass(frozen=True, slots=True)
 class QueryResult:
     """What one read or search gave: resources, and why it is not complete when it is not."""
@@ -56,6 +75,7 @@ class QueryResult:
     resources: tuple[dict[str, Any], ...] = ()
     reason: str | None = None
     pages: int = 0
+    fault: Fault | None = None  # set with `reason` when an error ended the query
 
     @property
     def usable(self) -> bool:
@@ -95,6 +115,12 @@ class Deadline:
 
 class _Fault(Exception):
     """Why a page could not be had; its text is the reason a QueryResult carries."""
+
+    def __init__(self, reason: str, fault: Fault) -> None:
+        if fault not in FAULTS:
+            raise ValueError(f"not a fault class: {fault!r}")
+        super().__init__(reason)
+        self.fault = fault
 
 
 @dataclass
@@ -189,11 +215,11 @@ class FhirClient:
             if error is None:
                 return future.result()
             log.error("FHIR query %r failed unexpectedly: %s", key, type(error).__name__)
-            reason = f"internal error ({type(error).__name__})"
+            reason, fault = f"internal error ({type(error).__name__})", _OTHER
         else:
-            reason = "deadline exceeded"
+            reason, fault = "deadline exceeded", _TIMEOUT
         outcome = Outcome.PARTIAL if progress.pages else Outcome.FAILED
-        return QueryResult(key, outcome, tuple(progress.resources), reason, progress.pages)
+        return QueryResult(key, outcome, tuple(progress.resources), reason, progress.pages, fault)
 
     def _run(self, key: str, path: str, deadline: Deadline, progress: _Progress) -> QueryResult:
         started = time.monotonic()
@@ -215,7 +241,7 @@ class FhirClient:
                 url = self._next_url(next_url) if next_url else None
         except _Fault as fault:
             outcome = Outcome.PARTIAL if progress.pages else Outcome.FAILED
-            result = self._done(key, outcome, progress, str(fault))
+            result = self._done(key, outcome, progress, str(fault), fault.fault)
         else:
             result = self._done(key, Outcome.COMPLETE, progress, None)
         log.debug(
@@ -230,19 +256,25 @@ class FhirClient:
         return result
 
     @staticmethod
-    def _done(key: str, outcome: Outcome, progress: _Progress, reason: str | None) -> QueryResult:
-        return QueryResult(key, outcome, tuple(progress.resources), reason, progress.pages)
+    def _done(
+        key: str,
+        outcome: Outcome,
+        progress: _Progress,
+        reason: str | None,
+        fault: Fault | None = None,
+    ) -> QueryResult:
+        return QueryResult(key, outcome, tuple(progress.resources), reason, progress.pages, fault)
 
     def _first_url(self, path: str) -> str:
         if urlsplit(path).scheme or path.startswith("//"):
-            raise _Fault("query must be relative to the FHIR base URL")
+            raise _Fault("query must be relative to the FHIR base URL", "link_refused")
         return f"{self.base_url}/{path.lstrip('/')}"
 
     def _next_url(self, link: str) -> str:
         url = urljoin(self.base_url + "/", link)
         parts = urlsplit(url)
         if (parts.scheme, parts.netloc.lower()) != self._origin:
-            raise _Fault("next link to another host refused")
+            raise _Fault("next link to another host refused", "link_refused")
         return url
 
     def _get_json(self, url: str, deadline: Deadline) -> Any:
@@ -258,22 +290,26 @@ class FhirClient:
                         time.sleep(pause)
                         continue
                     raise _Fault(
-                        f"HTTP {status} ({_STATUS_WORDS.get(status, 'error')}), no time to retry"
+                        f"HTTP {status} ({_STATUS_WORDS.get(status, 'error')}), no time to retry",
+                        _status_fault(status),
                     )
                 if status != 200:
-                    raise _Fault(f"HTTP {status} ({_STATUS_WORDS.get(status, 'error')})")
+                    raise _Fault(
+                        f"HTTP {status} ({_STATUS_WORDS.get(status, 'error')})",
+                        _status_fault(status),
+                    )
                 content = self._read_body(response, deadline)
             finally:
                 response.close()
             try:
                 return orjson.loads(content)
             except orjson.JSONDecodeError:
-                raise _Fault("malformed JSON") from None
+                raise _Fault("malformed JSON", "bad_response") from None
 
     def _send(self, url: str, deadline: Deadline) -> requests.Response:
         remaining = deadline.remaining()
         if remaining <= 0:
-            raise _Fault("deadline exceeded")
+            raise _Fault("deadline exceeded", "timeout")
         timeout = (
             min(self.limits.connect_timeout, remaining),
             min(self.limits.read_timeout, remaining),
@@ -283,11 +319,11 @@ class FhirClient:
                 url, headers=self._headers, timeout=timeout, stream=True, allow_redirects=False
             )
         except requests.Timeout:
-            raise _Fault("timeout") from None
+            raise _Fault("timeout", "timeout") from None
         except requests.ConnectionError:
-            raise _Fault("connection failed") from None
+            raise _Fault("connection failed", "connection_failed") from None
         except requests.RequestException as error:
-            raise _Fault(f"request failed ({type(error).__name__})") from None
+            raise _Fault(f"request failed ({type(error).__name__})", "other") from None
 
     def _read_body(self, response: requests.Response, deadline: Deadline) -> bytes:
         chunks: list[bytes] = []
@@ -296,12 +332,12 @@ class FhirClient:
             for chunk in response.iter_content(chunk_size=64 * 1024):
                 size += len(chunk)
                 if size > self.limits.max_response_bytes:
-                    raise _Fault("response too large")
+                    raise _Fault("response too large", "bad_response")
                 if deadline.expired:
-                    raise _Fault("deadline exceeded")
+                    raise _Fault("deadline exceeded", "timeout")
                 chunks.append(chunk)
         except requests.RequestException:
-            raise _Fault("timeout while reading") from None
+            raise _Fault("timeout while reading", "timeout") from None
         return b"".join(chunks)
 
 
@@ -317,6 +353,18 @@ _STATUS_WORDS = {
     503: "unavailable",
     504: "gateway timeout",
 }
+
+
+def _status_fault(status: int) -> Fault:
+    if status in (401, 403):
+        return "unauthorized"
+    if status == 429:
+        return "rate_limited"
+    if 400 <= status < 500:
+        return "http_4xx"
+    if 500 <= status < 600:
+        return "http_5xx"
+    return "other"  # a redirect (never followed) or another answer that is not 200
 
 
 def _retry_after(value: str | None) -> float:
@@ -336,9 +384,9 @@ def _retry_after(value: str | None) -> float:
 def _page_contents(body: Any) -> tuple[list[dict[str, Any]], str | None]:
     """The resources of one response (a Bundle's entries, or one resource) and its next link."""
     if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
-        raise _Fault("not a FHIR resource")
+        raise _Fault("not a FHIR resource", "bad_response")
     if body["resourceType"] == "OperationOutcome":
-        raise _Fault("OperationOutcome instead of data")
+        raise _Fault("OperationOutcome instead of data", "bad_response")
     if body["resourceType"] != "Bundle":
         return [body], None
     resources: list[dict[str, Any]] = []
@@ -346,7 +394,7 @@ def _page_contents(body: Any) -> tuple[list[dict[str, Any]], str | None]:
     if entries is None:
         entries = []
     if not isinstance(entries, list):
-        raise _Fault("Bundle.entry is not a list")
+        raise _Fault("Bundle.entry is not a list", "bad_response")
     for entry in entries:
         if not isinstance(entry, dict):
             continue
@@ -354,7 +402,7 @@ def _page_contents(body: Any) -> tuple[list[dict[str, Any]], str | None]:
         search = entry.get("search")
         if isinstance(search, dict) and search.get("mode") == "outcome":
             if _reports_an_error(resource):
-                raise _Fault("OperationOutcome error in the searchset")
+                raise _Fault("OperationOutcome error in the searchset", "bad_response")
             continue
         if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
             resources.append(resource)

@@ -96,10 +96,6 @@ class FetchedChart:
     unavailable: str | None = None  # essential data could not be read
 
 
-def _refused(reason: str | None) -> bool:
-    return bool(reason) and str(reason).startswith(("HTTP 401", "HTTP 403"))
-
-
 def fetch_chart(
     client: FhirClient, patient_id: str, *, deadline_seconds: float, granted_scope: str = ""
 ) -> FetchedChart:
@@ -109,7 +105,7 @@ def fetch_chart(
     gaps: list[str] = []
     for query in queries:
         result = results[query.key]
-        if _refused(result.reason):
+        if result.fault == "unauthorized":  # HTTP 401 or 403
             return FetchedChart((), denied=f"{query.label}: {result.reason}")
         if query.essential and not result.usable:
             return FetchedChart((), unavailable=f"{query.label}: {result.reason or 'no answer'}")

@@ -22,10 +22,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from anastrozole_cds.app import create_app
 from anastrozole_cds.config import ProductSettings
-from anastrozole_cds.metrics import DATA_GAP_CLASSES, reason_class
 from cds_hooks import auth
 from cds_hooks.catalogue import DATA_INCOMPLETE_TOPIC, RULE_IDS
 from cds_hooks.services import SERVICES, prefetch_templates
+from ehr.client import FAULTS as FAULT_CLASS_NAMES
 from tests.cds_hooks.cds_helpers import (
     BASE,
     PATIENT_VIEW,
@@ -379,22 +379,11 @@ def test_the_documented_refusal_classes_are_the_fixed_set() -> None:
     assert named == set(auth.REFUSALS)
 
 
-@pytest.mark.parametrize(
-    ("reason", "expected"),
-    [
-        ("timeout while reading (after 2 pages)", "timeout"),
-        ("deadline exceeded", "timeout"),
-        ("HTTP 404 (Not Found)", "http_4xx"),
-        ("HTTP 403 (Forbidden)", "unauthorized"),
-        ("HTTP 502 (Bad Gateway)", "http_5xx"),
-        ("response too large", "bad_response"),
-        ("query must be relative to the FHIR base URL", "link_refused"),
-        ("request failed (SSLError)", "other"),
-        ("internal error (KeyError)", "other"),
-    ],
-)
-def test_a_fhir_failure_reason_is_reduced_to_a_fixed_class(reason: str, expected: str) -> None:
-    assert reason_class(reason, DATA_GAP_CLASSES) == expected
+def test_the_documented_data_gap_reasons_are_the_fault_classes() -> None:
+    table = (Path(__file__).parents[2] / "docs" / "cds-hooks.md").read_text()
+    row = next(line for line in table.splitlines() if "_data_gaps_total" in line)
+    named = set(re.findall(r"`([a-z_0-9]+)`", row))
+    assert {*FAULT_CLASS_NAMES, "no_data"} <= named
 
 
 # -- under `anastrozole-cds serve` with two workers ------------------------------------------------

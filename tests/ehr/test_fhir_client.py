@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import json
 import logging
 import time
@@ -11,7 +13,8 @@ import pytest
 import requests
 import responses
 
-from ehr.client import ClientLimits, FhirClient, Outcome, QueryResult, _retry_after
+from ehr import client as client_module
+from ehr.client import FAULTS, ClientLimits, FhirClient, Outcome, QueryResult, _retry_after
 
 BASE = "https://ehr.example.org/fhir"
 TOKEN = "secret-token-8d2f"
@@ -101,26 +104,27 @@ def test_a_next_link_to_another_host_is_refused_and_the_token_not_sent_there() -
     assert result.outcome is Outcome.PARTIAL and not result.usable
     assert ids(result) == ["a"]
     assert result.reason == "next link to another host refused"
+    assert result.fault == "link_refused"
     assert len(responses.calls) == 1
 
 
 @pytest.mark.parametrize(
-    ("status", "reason"),
+    ("status", "reason", "fault"),
     [
-        (400, "HTTP 400 (bad request)"),
-        (401, "HTTP 401 (unauthorized)"),
-        (403, "HTTP 403 (forbidden)"),
-        (404, "HTTP 404 (not found)"),
-        (500, "HTTP 500 (server error)"),
-        (302, "HTTP 302 (error)"),
+        (400, "HTTP 400 (bad request)", "http_4xx"),
+        (401, "HTTP 401 (unauthorized)", "unauthorized"),
+        (403, "HTTP 403 (forbidden)", "unauthorized"),
+        (404, "HTTP 404 (not found)", "http_4xx"),
+        (500, "HTTP 500 (server error)", "http_5xx"),
+        (302, "HTTP 302 (error)", "other"),
     ],
 )
 @responses.activate
-def test_an_http_error_is_a_failed_result(status: int, reason: str) -> None:
+def test_an_http_error_is_a_failed_result(status: int, reason: str, fault: str) -> None:
     responses.get(f"{BASE}/Observation", status=status, json={"resourceType": "OperationOutcome"})
     result = client().get("Observation", deadline_seconds=2)
     assert result.outcome is Outcome.FAILED
-    assert result.reason == reason
+    assert (result.reason, result.fault) == (reason, fault)
     assert result.resources == ()
 
 
@@ -138,22 +142,23 @@ def test_a_body_that_is_not_fhir_is_a_failed_result(body: str, reason: str) -> N
     responses.get(f"{BASE}/Observation", body=body)
     result = client().get("Observation", deadline_seconds=2)
     assert (result.outcome, result.reason) == (Outcome.FAILED, reason)
+    assert result.fault == "bad_response"
 
 
 @pytest.mark.parametrize(
-    ("error", "reason"),
+    ("error", "reason", "fault"),
     [
-        (requests.exceptions.ConnectTimeout(), "timeout"),
-        (requests.exceptions.ReadTimeout(), "timeout"),
-        (requests.exceptions.ConnectionError(), "connection failed"),
-        (requests.exceptions.TooManyRedirects(), "request failed (TooManyRedirects)"),
+        (requests.exceptions.ConnectTimeout(), "timeout", "timeout"),
+        (requests.exceptions.ReadTimeout(), "timeout", "timeout"),
+        (requests.exceptions.ConnectionError(), "connection failed", "connection_failed"),
+        (requests.exceptions.TooManyRedirects(), "request failed (TooManyRedirects)", "other"),
     ],
 )
 @responses.activate
-def test_network_errors_are_failed_results(error: Exception, reason: str) -> None:
+def test_network_errors_are_failed_results(error: Exception, reason: str, fault: str) -> None:
     responses.get(f"{BASE}/Observation", body=error)
     result = client().get("Observation", deadline_seconds=2)
-    assert (result.outcome, result.reason) == (Outcome.FAILED, reason)
+    assert (result.outcome, result.reason, result.fault) == (Outcome.FAILED, reason, fault)
 
 
 @responses.activate
@@ -182,6 +187,7 @@ def test_a_retry_after_beyond_the_deadline_is_not_waited_for() -> None:
     result = client().get("Observation", deadline_seconds=1)
     assert time.monotonic() - started < 0.5
     assert result.reason == "HTTP 429 (rate limited), no time to retry"
+    assert result.fault == "rate_limited"
 
 
 @responses.activate
@@ -211,6 +217,7 @@ def test_a_response_too_large_is_refused() -> None:
     responses.get(f"{BASE}/Observation", body=json.dumps(bundle(*[str(i) for i in range(500)])))
     result = client(max_response_bytes=1000).get("Observation", deadline_seconds=2)
     assert result.reason == "response too large"
+    assert result.fault == "bad_response"
 
 
 @responses.activate
@@ -245,6 +252,7 @@ def test_a_query_still_running_at_the_deadline_is_reported_as_failed() -> None:
     )
     assert time.monotonic() - started < 0.9  # the slow query takes 1 s
     assert (results["obs"].outcome, results["obs"].reason) == (Outcome.FAILED, "deadline exceeded")
+    assert results["obs"].fault == "timeout"
     assert results["patient"].usable
 
 
@@ -256,6 +264,7 @@ def test_queries_must_be_relative() -> None:
     result = client().get("https://evil.example/fhir/Patient/1", deadline_seconds=1)
     assert result.outcome is Outcome.FAILED
     assert result.reason == "query must be relative to the FHIR base URL"
+    assert result.fault == "link_refused"
 
 
 def test_the_base_url_must_be_absolute() -> None:
@@ -282,3 +291,22 @@ def test_a_client_without_token_sends_no_authorization() -> None:
         with FhirClient(BASE) as fhir:
             fhir.get("Patient/p1", deadline_seconds=1)
         assert "Authorization" not in mock.calls[0].request.headers
+
+
+def test_every_fault_names_its_class() -> None:
+    """Each `_Fault` in ehr/client.py gives its class as a literal from the fixed set, or as
+    `_status_fault(status)`: callers and /metrics never read the reason's words."""
+    raised = [
+        node
+        for node in ast.walk(ast.parse(inspect.getsource(client_module)))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "_Fault"
+    ]
+    assert len(raised) >= 14
+    for node in raised:
+        fault = node.args[1]
+        if isinstance(fault, ast.Call):
+            assert getattr(fault.func, "id", None) == "_status_fault", ast.unparse(node)
+        else:
+            assert isinstance(fault, ast.Constant) and fault.value in FAULTS, ast.unparse(node)
+    for status in (301, 400, 401, 403, 404, 429, 500, 503):
+        assert client_module._status_fault(status) in FAULTS
