@@ -3,9 +3,6 @@ every scenario of tests/fixtures with the prefetch and without it (a stub FHIR s
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,13 +16,12 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from cds_hooks.catalogue import RULE_IDS
 from cds_hooks.services import prefetch_templates
-from sandbox.processes import ProcessError, free_port, stop_process, wait_until_ready
 from tests.cds_hooks.cds_fhir_stub import StubFhirServer, prefetch_for
-from tests.cds_hooks.cds_helpers import ISSUER, Keys, make_keys
+from tests.cds_hooks.cds_helpers import Keys, make_keys
+from tests.security.sec_live_server import live_service
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 PATIENT_VIEW = "anastrozole-monitor-patient-view"
 ORDER_SIGN = "anastrozole-monitor-order-sign"
 FHIR_TOKEN = "stub-fhir-token-77e1"
@@ -51,39 +47,16 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     folder = tmp_path_factory.mktemp("served")
     keys = make_keys(folder)
     fhir = StubFhirServer(page_size=10).start()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    config = folder / "anastrozole-cds.toml"
-    config.write_text(
-        f"""
-public_base_url = "{base}"
-store_url = "sqlite:///{folder / "store.sqlite3"}"
-instance_path = "{folder}"
-evaluation_time = "2026-11-01T12:00:00Z"
-fhir_deadline_seconds = 2.5
-
-[[issuers]]
-iss = "{ISSUER}"
-jwks_file = "{keys.jwks_file}"
-fhir_servers = ["{fhir.base_url}"]
-"""
-    )
-    log = folder / "serve.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANASTROZOLE_CDS_")}
-    command = [sys.executable, "-m", "anastrozole_cds.cli", "serve", "--host", "127.0.0.1",
-               "--port", str(port), "--workers", "2", "--config", str(config)]  # fmt: skip
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
-        )
     try:
-        try:
-            wait_until_ready(f"{base}/healthz", process, what="anastrozole-cds serve")
-        except ProcessError as error:
-            pytest.fail(f"{error}:\n{log.read_text()}")
-        yield Running(base, keys, fhir, log)
+        with live_service(
+            folder,
+            keys,
+            fhir_servers=(fhir.base_url,),
+            workers=2,
+            extra_toml="fhir_deadline_seconds = 2.5",
+        ) as live:
+            yield Running(live.base, keys, fhir, live.log)
     finally:
-        stop_process(process)
         fhir.stop()
 
 

@@ -8,11 +8,7 @@ HTTP against `anastrozole-cds serve`. Each patient's Bundle states the cards to 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -23,28 +19,12 @@ from click.testing import CliRunner
 from anastrozole_cds.cli import main
 from sandbox.fhir_server import FhirServerError, start_fhir_server
 from sandbox.patients import SyntheticPatient, all_patients
-from sandbox.processes import ProcessError, free_port, stop_process, wait_until_ready
 from tests.cds_hooks.cds_helpers import ISSUER, make_keys
+from tests.security.sec_live_server import live_service
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 PATIENTS = all_patients()
-
-
-def _start(
-    command: list[str], log: Path, ready_url: str, env: dict[str, str]
-) -> subprocess.Popen[bytes]:
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
-        )
-    try:
-        wait_until_ready(ready_url, process, what=" ".join(command[2:4]))
-    except ProcessError as error:
-        stop_process(process)
-        pytest.fail(f"{error}:\n{log.read_text()}")
-    return process
 
 
 @pytest.fixture(scope="module")
@@ -118,23 +98,14 @@ def service(loaded: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
     keys = make_keys(folder)
     key_file = folder / "ehr-private.jwk.json"
     key_file.write_bytes(orjson.dumps(keys.es384.as_dict(private=True)))
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    config = folder / "anastrozole-cds.toml"
-    config.write_text(
-        f'public_base_url = "{base}"\nstore_url = "sqlite:///{folder / "store.sqlite3"}"\n'
-        f'instance_path = "{folder}"\nfhir_deadline_seconds = 10\n\n'
-        f'[[issuers]]\niss = "{ISSUER}"\njwks_file = "{keys.jwks_file}"\n'
-        f'fhir_servers = ["{loaded}"]\n'
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANASTROZOLE_CDS_")}
-    command = [sys.executable, "-m", "anastrozole_cds.cli", "serve", "--host", "127.0.0.1",
-               "--port", str(port), "--workers", "1", "--config", str(config)]  # fmt: skip
-    process = _start(command, folder / "serve.log", f"{base}/healthz", env)
-    try:
-        yield {"base": base, "key": str(key_file)}
-    finally:
-        stop_process(process)
+    with live_service(
+        folder,
+        keys,
+        fhir_servers=(loaded,),
+        evaluation_time=None,
+        extra_toml="fhir_deadline_seconds = 10",
+    ) as live:
+        yield {"base": live.base, "key": str(key_file)}
 
 
 @pytest.mark.parametrize("prefetch", [True, False], ids=["prefetch", "no-prefetch"])

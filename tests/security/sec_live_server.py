@@ -38,8 +38,10 @@ def live_service(
     workers: int = 1,
     extra_toml: str = "",
     log_level: str = "INFO",
+    evaluation_time: str | None = "2026-11-01T12:00:00Z",
 ) -> Iterator[LiveService]:
-    """Start the server, wait for /healthz, yield it, and stop it with SIGTERM."""
+    """Start the server, wait for /healthz, yield it, and stop it with SIGTERM.
+    `evaluation_time`: the moment findings are judged at (None: now)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     config = folder / "anastrozole-cds.toml"
@@ -49,7 +51,7 @@ def live_service(
 public_base_url = "{base}"
 store_url = "sqlite:///{folder / "store.sqlite3"}"
 instance_path = "{folder}"
-evaluation_time = "2026-11-01T12:00:00Z"
+{f'evaluation_time = "{evaluation_time}"' if evaluation_time else ""}
 log_level = "{log_level}"
 
 [[issuers]]
