@@ -38,7 +38,7 @@ from markdown_it import MarkdownIt
 from werkzeug.serving import make_server
 
 from sandbox.check import CheckRequest, run_check
-from sandbox.ehr_auth import SandboxClient, SandboxEhr
+from sandbox.ehr_auth import STYLE_PATH, SandboxClient, SandboxEhr
 from sandbox.ehr_client import SandboxError
 from sandbox.fhir_server import RunningFhirServer, start_fhir_server
 from sandbox.loader import load_patients
@@ -103,6 +103,7 @@ def create_ehr_app(urls: DemoUrls, signing_key: ECKey, patients: list[SyntheticP
         clients=[
             SandboxClient(CLIENT_ID, (f"{urls.product}/smart/callback",), launch_urls=(launch_url,))
         ],
+        style_url=f"{urls.ehr}{STYLE_PATH}",  # the app takes on the EHR's look
     )
     app = ehr.create_app()
     by_key = {p.key: p for p in patients}

@@ -11,7 +11,8 @@ with the launch context the EHR minted (`mint_launch`: patient, encounter, appCo
 or, for a standalone launch, the configured patient. Codes are single use (a replay revokes
 the tokens issued from it), `redirect_uri` must be registered and match, `aud` must be the
 FHIR base URL. The token response carries SMART's `patient`, `encounter`,
-`need_patient_banner`, `smart_style_url`, `fhirContext` and CDS Hooks' `appContext`.
+`need_patient_banner`, `smart_style_url`, `fhirContext` and CDS Hooks' `appContext`; the
+style document itself is served at /smart-style.json (`SANDBOX_STYLE`).
 
     ehr = SandboxEhr("http://127.0.0.1:9000", clients=[SandboxClient("my-app", (redirect,))])
     app = ehr.create_app()                      # or ehr.init_app(existing_flask_app)
@@ -49,6 +50,21 @@ CLIENT_ASSERTION_ALGORITHMS = ["RS384", "ES384"]
 SANDBOX_USER = "sandbox-clinician"
 CODE_LIFETIME_SECONDS = 600
 LAUNCH_LIFETIME_SECONDS = 3600
+STYLE_PATH = "/smart-style.json"
+# The sandbox EHR's look (SMART App Launch 2.x style keys): gentle, and AA-readable.
+SANDBOX_STYLE = {
+    "color_background": "#f4f1ea",
+    "color_error": "#a61b1b",
+    "color_highlight": "#235a7a",
+    "color_modal_backdrop": "",
+    "color_success": "#1d6b3a",
+    "color_text": "#1f2933",
+    "dim_border_radius": "6px",
+    "dim_font_size": "15px",
+    "dim_spacing_size": "16px",
+    "font_family_body": "system-ui, 'Segoe UI', Roboto, Arial, sans-serif",
+    "font_family_heading": "system-ui, 'Segoe UI', Roboto, Arial, sans-serif;",
+}
 
 
 @dataclass(frozen=True)
@@ -347,7 +363,10 @@ class SandboxEhr:
         standalone_patient: str | None = None,
         access_token_seconds: int = 3600,
         scopes_version: Literal["v2", "v1"] = "v2",
+        style_url: str | None = None,
     ) -> None:
+        """`style_url`: the smart_style_url of launches from the launch button and POST
+        /auth/launches; the sandbox serves one at `{base_url}/smart-style.json`."""
         self.base_url = base_url.rstrip("/")
         self.fhir_path = fhir_path
         self.fhir_base = f"{self.base_url}{fhir_path}"
@@ -357,6 +376,7 @@ class SandboxEhr:
         self.standalone_patient = standalone_patient
         self.access_token_seconds = access_token_seconds
         self.scopes_version = scopes_version
+        self.style_url = style_url
         self.id_token_key = RSAKey.generate_key(2048, private=True)
         self.id_token_key.ensure_kid()
         self.launches: dict[str, tuple[float, LaunchContext]] = {}
@@ -597,8 +617,14 @@ class SandboxEhr:
                 encounter=body.get("encounter"),
                 app_context=body.get("appContext"),
                 need_patient_banner=body.get("need_patient_banner", True) is not False,
+                smart_style_url=_text_or(body.get("smart_style_url"), ehr.style_url),
             )
             return jsonify({"launch": launch, "iss": ehr.fhir_base})
+
+        @bp.get(STYLE_PATH)
+        def smart_style() -> Response:
+            """The style document a launch's smart_style_url may point to."""
+            return jsonify(SANDBOX_STYLE)
 
         @bp.get("/ehr/launch")
         def ehr_launch() -> BaseResponse:
@@ -630,6 +656,7 @@ class SandboxEhr:
             request.args.get("patient") or self.standalone_patient or "",
             app_context=request.args.get("appContext"),
             need_patient_banner=request.args.get("need_patient_banner") != "false",
+            smart_style_url=self.style_url,
         )
         return f"{app_url}?{urlencode({'iss': self.fhir_base, 'launch': launch})}"
 
@@ -676,6 +703,10 @@ def _outcome(code: str, text: str) -> dict[str, Any]:
         "resourceType": "OperationOutcome",
         "issue": [{"severity": "error", "code": code, "diagnostics": text}],
     }
+
+
+def _text_or(value: Any, default: str | None) -> str | None:
+    return value if isinstance(value, str) and value else default
 
 
 def _attr(value: str) -> str:

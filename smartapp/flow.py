@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +17,7 @@ from clinical.settings import Settings as ClinicalSettings
 from ehr.client import ClientLimits
 from smartapp.config import SmartSettings, normalise_issuer
 from smartapp.discovery import Discovery, DiscoveryError
+from smartapp.ehr_style import EhrStyles
 from smartapp.errors import AppError, Problem
 from smartapp.oauth import (
     GrantedTokens,
@@ -45,6 +46,7 @@ class SmartRuntime:
     oauth: SmartOAuthClient
     fhir_limits: ClientLimits
     clinical: ClinicalSettings
+    styles: EhrStyles = field(default_factory=EhrStyles)  # the EHRs' smart_style_url, as CSS
 
 
 def begin_launch(

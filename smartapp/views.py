@@ -1,4 +1,5 @@
-"""The SMART app's HTTP face: launch.html, launch, callback, the dashboard, the JWKS.
+"""The SMART app's HTTP face: launch.html, launch, callback, the dashboard (and the EHR's
+style for it), the JWKS.
 
 Views read the request, call `flow` / `page`, and write the response: the browser cookie
 (HttpOnly; Secure over https; SameSite=None only when framed by the EHR), the security
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +30,12 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from smartapp.dashboard import SEVERITY_LABEL
+from smartapp.ehr_style import ehr_urls
 from smartapp.errors import PAGES, AppError, Problem
 from smartapp.flow import SmartRuntime, begin_launch, complete_launch, sign_out
 from smartapp.keys import KeyFileError, public_jwks
 from smartapp.page import load_dashboard
-from smartapp.tokens import browser_hash, new_secret, sign_out_token, utc_now
+from smartapp.tokens import SmartSession, browser_hash, new_secret, sign_out_token, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -162,12 +165,18 @@ def callback() -> BaseResponse:
 # -- the page --------------------------------------------------------------------------------------
 
 
+def _session_of(handle: str, clock: datetime) -> SmartSession | None:
+    """The session behind a page's handle, if this browser's cookie signed it in."""
+    cookie = request.cookies.get(BROWSER_COOKIE)
+    return _runtime().tokens.session(handle, browser_hash(cookie), clock) if cookie else None
+
+
 @blueprint.get("/smart/app/<handle>")
 def dashboard(handle: str) -> Response:
     runtime = _runtime()
     cookie = request.cookies.get(BROWSER_COOKIE)
     clock = utc_now()
-    session = runtime.tokens.session(handle, browser_hash(cookie), clock) if cookie else None
+    session = _session_of(handle, clock)
     if session is None:
         raise AppError(Problem.SESSION_EXPIRED, "no session for this browser")
     page = load_dashboard(runtime, session, clock)
@@ -181,6 +190,20 @@ def dashboard(handle: str) -> Response:
             sign_out_token=sign_out_token(cookie or "", handle),
         )
     )
+
+
+@blueprint.get("/smart/app/<handle>/ehr-style.css")
+def ehr_style(handle: str) -> Response:
+    """The EHR's smart_style_url as CSS overrides (docs/smart-app.md, "EHR styling"); empty
+    when there is none. Bound to the session like its page: otherwise 404, saying nothing."""
+    session = _session_of(handle, utc_now())
+    if session is None:
+        return Response("", status=404, mimetype="text/css")
+    css = ""
+    if session.smart_style_url:
+        runtime = _runtime()
+        css = runtime.styles.css(session.smart_style_url, ehr_urls(session, runtime.discovery))
+    return Response(css, mimetype="text/css")
 
 
 @blueprint.post("/smart/app/<handle>/sign-out")
