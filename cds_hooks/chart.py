@@ -43,7 +43,7 @@ class DataGap:
     label: str
     reason: str
     feeds: frozenset[str]
-    fault: str = "no_data"  # the query's Fault class (ehr/client.py), or "no_data"
+    fault: str  # the failed query's Fault class (ehr/client.py), or "no_data"
 
 
 @dataclass(frozen=True, slots=True)

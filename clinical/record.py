@@ -935,12 +935,6 @@ def observation_reading(
     return "unread"
 
 
-def observation_is_unread(
-    valuesets: ValueSets, status: Any, codings: Iterable[tuple[Any, Any]]
-) -> bool:
-    return observation_reading(valuesets, status, codings) == "unread"
-
-
 # Every field `_Reader.observation` (with `effective`, `lab_value` and `_ref`) reads from an
 # Observation it reads as a lab result; `lazy_bundle` decodes no other field of one.
 LAB_OBSERVATION_FIELDS = (

@@ -19,7 +19,6 @@ from clinical.record import (
     LAB_VALUESETS,
     build_record,
     iter_resources,
-    observation_is_unread,
     observation_reading,
 )
 from clinical.valuesets import load
@@ -361,7 +360,8 @@ def test_bundles_of_odd_observations_give_the_same_findings(items: list[Any], in
 def test_an_observation_judged_unread_adds_nothing_to_the_record(
     observation: dict[str, Any],
 ) -> None:
-    """`observation_is_unread` keeps in step with the reader: what it drops, the reader drops."""
+    """`observation_reading` keeps in step with the reader: what it calls unread, the reader
+    drops."""
     code = observation.get("code")
     codings = code.get("coding") if isinstance(code, dict) else None
     well_formed = (
@@ -372,7 +372,7 @@ def test_an_observation_judged_unread_adds_nothing_to_the_record(
     if observation.get("valueCodeableConcept") is not None or not well_formed:
         return  # the lazy parse keeps these without asking
     pairs = [(coding.get("system"), coding.get("code")) for coding in codings or ()]
-    if observation_is_unread(VALUESETS, observation.get("status"), pairs):
+    if observation_reading(VALUESETS, observation.get("status"), pairs) == "unread":
         assert build_record([PATIENT, observation], NOW) == build_record([PATIENT], NOW)
 
 
