@@ -95,7 +95,7 @@ def read_lazily(data: bytes, valuesets: ValueSets) -> list[dict[str, Any]] | Non
     if bundle.resourceType != "Bundle":
         return None
     resources: list[dict[str, Any]] = []
-    judge = _Judge(valuesets)
+    judge = _judge_for(valuesets)
     for entry in bundle.entry or ():
         raw = entry.resource
         try:
@@ -129,10 +129,15 @@ def _lab_observation(raw: msgspec.Raw) -> Any:
 
 
 class _Judge:
-    """`observation_reading` for one read, once per distinct (status, code text)."""
+    """`observation_reading` once per distinct (status, code text), remembered across reads:
+    the same few hundred code texts recur across every patient of an EHR. At most
+    `max_readings` are kept (all forgotten at once beyond that, so a flood of odd codes costs
+    memory only up to the bound). A pure function of the value sets, so thread-safe as it is:
+    two threads may judge the same code text once each."""
 
-    def __init__(self, valuesets: ValueSets) -> None:
+    def __init__(self, valuesets: ValueSets, max_readings: int = 20_000) -> None:
         self.valuesets = valuesets
+        self.max_readings = max_readings
         self.readings: dict[tuple[Any, bytes], ObservationReading] = {}
 
     def reading(self, status: Any, code: msgspec.Raw) -> ObservationReading:
@@ -141,6 +146,8 @@ class _Judge:
         key = (status, bytes(code))
         reading = self.readings.get(key)
         if reading is None:
+            if len(self.readings) >= self.max_readings:
+                self.readings = {}
             reading = self.readings[key] = self.judge(status, code)
         return reading
 
@@ -153,6 +160,20 @@ class _Judge:
         return observation_reading(
             self.valuesets, status, [(coding.system, coding.code) for coding in codes]
         )
+
+
+# One judge per value sets in use (in practice the packaged ones, `valuesets.load()`); the
+# entry holds its ValueSets, so an id is never reused while its judge is here.
+_JUDGES: dict[int, _Judge] = {}
+
+
+def _judge_for(valuesets: ValueSets) -> _Judge:
+    judge = _JUDGES.get(id(valuesets))
+    if judge is None:
+        if len(_JUDGES) >= 8:  # value sets built on the fly (tests): keep the newest only
+            _JUDGES.clear()
+        judge = _JUDGES[id(valuesets)] = _Judge(valuesets)
+    return judge
 
 
 def _valid_utf8(data: bytes) -> bool:

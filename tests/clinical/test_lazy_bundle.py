@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clinical import evaluate, evaluate_json
-from clinical.lazy_bundle import read_lazily
+from clinical.lazy_bundle import _Judge, read_lazily
 from clinical.record import (
     LAB_OBSERVATION_FIELDS,
     LAB_VALUESETS,
@@ -21,7 +23,7 @@ from clinical.record import (
     iter_resources,
     observation_reading,
 )
-from clinical.valuesets import load
+from clinical.valuesets import ValueSets, build, load
 from sandbox.synthetic import bundle_bytes
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
@@ -509,3 +511,36 @@ def test_an_integer_beyond_64_bits_in_a_lab_result_is_read_exactly() -> None:
     assert kept is not None and kept[1]["valueInteger"] == big  # orjson: float(big)
     decimal = {**ESTRADIOL, "valueQuantity": {"value": big, "unit": "pg/mL"}}
     _same_as_decoding_everything(json.dumps(_bundle(PATIENT, decimal)).encode())
+
+
+# -- verdicts remembered across reads ---------------------------------------------------------------
+
+
+def _valuesets_without(name: str) -> ValueSets:
+    document = json.loads(resources.files("clinical").joinpath("data/valuesets.json").read_text())
+    document["valuesets"][name]["codes"] = []
+    return build(document)
+
+
+def test_verdicts_are_remembered_per_value_sets_never_shared_between_them() -> None:
+    """The same estradiol text is a lab result under the packaged value sets and unread under
+    value sets without estradiol, in reads one after the other."""
+    data = orjson.dumps(_bundle(PATIENT, ESTRADIOL))
+    without = _valuesets_without("estradiol-serum")
+    for _ in range(2):
+        assert [r.get("id") for r in read_lazily(data, VALUESETS) or ()] == ["p", "e2"]
+        assert [r.get("id") for r in read_lazily(data, without) or ()] == ["p"]
+
+
+def test_a_judge_forgets_everything_beyond_its_bound_and_judges_on() -> None:
+    judge = _Judge(VALUESETS, max_readings=3)
+    codes = [
+        orjson.dumps({"coding": [{"system": "http://loinc.org", "code": f"x-{i}"}]})
+        for i in range(7)
+    ]
+    lab = orjson.dumps(ESTRADIOL["code"])
+    for raw in [*codes, lab]:
+        judge.reading("final", msgspec.Raw(raw))
+        assert len(judge.readings) <= 3
+    assert judge.reading("final", msgspec.Raw(lab)) == "lab"
+    assert judge.reading("final", msgspec.Raw(codes[0])) == "unread"
