@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 import orjson
@@ -14,6 +16,7 @@ from anastrozole_cds import __version__
 
 if TYPE_CHECKING:
     from anastrozole_cds.config import ProductSettings
+    from anastrozole_cds.population import OutputFormat
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,6 +62,79 @@ def evaluate(file: Path, now_text: str | None, as_json: bool) -> None:
         return
     for finding in findings:
         click.echo(f"[{finding.severity.value.upper():8}] {finding.rule_id}: {finding.summary}")
+
+
+MAX_LINE_PROBLEMS_SHOWN = 20
+
+
+@main.command()
+@click.argument("export_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--output",
+    "-o",
+    default="-",
+    show_default=True,
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="File to write the rows to ('-': standard output).",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["csv", "ndjson"]),
+    default="csv",
+    show_default=True,
+)
+@click.option("--now", "now_text", help="Evaluate as of this ISO date (default: the current time).")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Processes evaluating the patients.",
+)
+def population(
+    export_dir: Path, output: Path, output_format: OutputFormat, now_text: str | None, workers: int
+) -> None:
+    """Evaluate every patient of a FHIR Bulk Data export (EXPORT_DIR/*.ndjson[.gz]).
+
+    Writes one row per finding (patient_id, rule_id, severity, summary, intent, evidence),
+    sorted by patient; counts go to standard error. Exit status 1 when a line could not be
+    read (the rest is still evaluated). See docs/population.md.
+    """
+    from anastrozole_cds import population as bulk
+
+    now = _parse_now(now_text)
+    files = bulk.export_files(export_dir)
+    if not files:
+        raise click.BadParameter(
+            f"no *.ndjson or *.ndjson.gz files in {export_dir}", param_hint="EXPORT_DIR"
+        )
+    with _output_stream(output) as stream:  # opened first: a bad path fails before the work
+        export = bulk.read_export(files)
+        for problem in export.problems[:MAX_LINE_PROBLEMS_SHOWN]:
+            click.echo(str(problem), err=True)
+        if len(export.problems) > MAX_LINE_PROBLEMS_SHOWN:
+            click.echo(f"... and {len(export.problems) - MAX_LINE_PROBLEMS_SHOWN} more", err=True)
+        per_patient = bulk.evaluate_population(export.patients(), now=now, workers=workers)
+        found = bulk.write_rows(per_patient, stream, output_format)
+    for line in bulk.summary(export.counts, found, bad_lines=len(export.problems)):
+        click.echo(line, err=True)
+    if export.problems:
+        raise SystemExit(1)
+
+
+@contextmanager
+def _output_stream(output: Path) -> Iterator[TextIO]:
+    """Standard output for '-', else the file (newline="": the csv module writes its own)."""
+    if str(output) == "-":
+        yield sys.stdout
+        return
+    try:
+        stream = output.open("w", encoding="utf-8", newline="")
+    except OSError as error:
+        raise click.ClickException(f"cannot write {output}: {error.strerror}") from None
+    with stream:
+        yield stream
 
 
 def _product_settings(config: Path | None) -> ProductSettings:

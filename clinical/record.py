@@ -935,6 +935,22 @@ def observation_reading(
     return "unread"
 
 
+def observation_reading_of(valuesets: ValueSets, resource: dict[str, Any]) -> ObservationReading:
+    """`observation_reading` for an Observation at hand, asked as `lazy_bundle` asks it of the
+    bytes: one with a valueCodeableConcept, or a code of an odd shape, is "other" (kept whole,
+    the reader decides)."""
+    code = resource.get("code")
+    if resource.get("valueCodeableConcept") is not None or not isinstance(code, dict | None):
+        return "other"
+    codings = (code or {}).get("coding")
+    if codings is None:
+        codings = []
+    if not isinstance(codings, list) or not all(isinstance(c, dict) for c in codings):
+        return "other"
+    pairs = [(coding.get("system"), coding.get("code")) for coding in codings]
+    return observation_reading(valuesets, resource.get("status"), pairs)
+
+
 # Every field `_Reader.observation` (with `effective`, `lab_value` and `_ref`) reads from an
 # Observation it reads as a lab result; `lazy_bundle` decodes no other field of one.
 LAB_OBSERVATION_FIELDS = (

@@ -22,6 +22,7 @@ from clinical.record import (
     build_record,
     iter_resources,
     observation_reading,
+    observation_reading_of,
 )
 from clinical.valuesets import ValueSets, build, load
 from sandbox.synthetic import bundle_bytes
@@ -444,15 +445,9 @@ class _Recording(dict[str, Any]):
 
 
 def _read_as_a_lab(resource: dict[str, Any]) -> bool:
-    code = resource.get("code")
-    codings = code.get("coding") if isinstance(code, dict) else None
-    pairs = [
-        (c.get("system"), c.get("code")) for c in codings or () if isinstance(c, dict)
-    ] if isinstance(codings, list) else []  # fmt: skip
     return (
         resource.get("resourceType") == "Observation"
-        and resource.get("valueCodeableConcept") is None
-        and observation_reading(VALUESETS, resource.get("status"), pairs) == "lab"
+        and observation_reading_of(VALUESETS, resource) == "lab"
     )
 
 
