@@ -6,21 +6,17 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from typing import TYPE_CHECKING
 
-from anastrozole_cds.config import ProductSettings
-from anastrozole_cds.store import Store
-from ehr.client import ClientLimits
-from smartapp.config import SmartSettings
-from smartapp.discovery import Discovery
-from smartapp.flow import SmartRuntime
-from smartapp.keys import load_signing_key
-from smartapp.oauth import SmartOAuthClient
-from smartapp.token_cipher import KEY_FILE_NAME, TokenCipher
-from smartapp.tokens import TokenStore
-from smartapp.views import EXTENSION, blueprint
+if TYPE_CHECKING:
+    from flask import Flask
 
-__all__ = ["SmartSettings", "blueprint", "init_app"]
+    from anastrozole_cds.config import ProductSettings
+    from anastrozole_cds.store import Store
+    from smartapp.config import SmartSettings
+    from smartapp.token_cipher import TokenCipher
+
+__all__ = ["init_app"]
 
 
 def init_app(
@@ -32,6 +28,18 @@ def init_app(
 ) -> None:
     """Register the SMART app on `app`. Called again, it replaces the app's SMART settings
     (tests do this after `create_app`) without registering the blueprint twice."""
+    # Imported here, not above: `anastrozole-cds keys` loads this package and needs none of
+    # the app (importing it all took 2 s of every command's start).
+    from anastrozole_cds.store import Store
+    from ehr.client import ClientLimits
+    from smartapp.config import SmartSettings
+    from smartapp.discovery import Discovery
+    from smartapp.flow import SmartRuntime
+    from smartapp.keys import load_signing_key
+    from smartapp.oauth import SmartOAuthClient
+    from smartapp.tokens import TokenStore
+    from smartapp.views import EXTENSION, blueprint
+
     smart = smart_settings or SmartSettings()
     store = store or app.extensions.get("anastrozole_cds.store") or Store(settings.store_location())
     signing_key = (
@@ -42,7 +50,7 @@ def init_app(
     app.extensions[EXTENSION] = SmartRuntime(
         product=settings,
         smart=smart,
-        tokens=TokenStore(store.engine, token_cipher(settings, smart)),
+        tokens=TokenStore(store.engine, _cipher_for(settings, smart)),
         discovery=Discovery(
             timeout_seconds=smart.http_timeout_seconds,
             cache_seconds=smart.discovery_cache_seconds,
@@ -64,8 +72,10 @@ def init_app(
         app.register_blueprint(blueprint)
 
 
-def token_cipher(settings: ProductSettings, smart: SmartSettings) -> TokenCipher:
+def _cipher_for(settings: ProductSettings, smart: SmartSettings) -> TokenCipher:
     """The cipher for the tokens at rest: the configured key, else the instance folder's."""
+    from smartapp.token_cipher import KEY_FILE_NAME, TokenCipher
+
     return TokenCipher(
         smart.token_key.get_secret_value() if smart.token_key else None,
         [key.get_secret_value() for key in smart.previous_token_keys],
