@@ -529,7 +529,7 @@ class _Reader:
             if target in contained:
                 self.observation(contained[target], default_date=when, ref=ref)
             elif when is not None:
-                self.report_dates[target.split("/_history")[0]] = when
+                self.report_dates[local_reference(target)] = when
         code = resource.get("code")
         groups = self.groups(code, ORDERABLE_VALUESETS)
         if not groups or when is None:
@@ -786,7 +786,7 @@ class _Reader:
                     None,
                 )
             else:
-                medication = self.by_ref.get(target)
+                medication = self.by_ref.get(local_reference(target))
         if medication is not None:
             return medication.get("code"), medication
         display = reference.get("display") if isinstance(reference, dict) else None
@@ -832,7 +832,9 @@ class _Reader:
                 texts.append(f"{name} ({label})" if label and found else name or label)
         for reference in resource.get("reasonReference") or ():
             target = reference.get("reference") if isinstance(reference, dict) else None
-            condition = self.by_ref.get(target) if isinstance(target, str) else None
+            condition = (
+                self.by_ref.get(local_reference(target)) if isinstance(target, str) else None
+            )
             if condition is not None:
                 found = self.groups(condition.get("code"), CONDITION_VALUESETS)
                 groups |= found
@@ -981,6 +983,19 @@ _SYSTEM_LABEL = {
     "http://www.ama-assn.org/go/cpt": "CPT",
     "http://www.whocc.no/atc": "ATC",
 }
+
+
+def local_reference(reference: str) -> str:
+    """ "Medication/m1" for a reference written relative ("Medication/m1"), versioned
+    ("Medication/m1/_history/2") or absolute ("https://ehr.example/fhir/Medication/m1"): FHIR R4
+    Reference.reference "may be a relative reference ... or an absolute URL ... version
+    specific or not". The resources a patient's data comes with are taken to be from one
+    server, so an absolute reference is read by its last "Type/id"."""
+    path = reference.split("/_history/", 1)[0].rstrip("/")
+    if "://" not in path:
+        return path
+    parts = path.rsplit("/", 2)
+    return f"{parts[1]}/{parts[2]}" if len(parts) == 3 else path
 
 
 def _ref(resource: dict[str, Any]) -> str:

@@ -366,3 +366,57 @@ def test_dexa_is_found_as_procedure_imaging_study_and_t_score() -> None:
 )
 def test_malformed_input_gives_an_empty_or_partial_record_not_an_error(junk: object) -> None:
     build_record(junk, NOW)
+
+
+ABSOLUTE = "https://ehr.example.org/fhir"
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ["Medication/m1", "Medication/m1/_history/3", f"{ABSOLUTE}/Medication/m1",
+     f"{ABSOLUTE}/Medication/m1/_history/3"],
+)  # fmt: skip
+def test_a_medication_reference_is_followed_relative_absolute_or_versioned(
+    reference: str,
+) -> None:
+    medication = {
+        "resourceType": "Medication",
+        "id": "m1",
+        "code": {"coding": [{"system": RXNORM, "code": "151124", "display": "Arimidex 1 MG"}]},
+    }
+    order = anastrozole(medicationReference={"reference": reference})
+    del order["medicationCodeableConcept"]
+    (course,) = build_record([medication, order], NOW).courses("anastrozole")
+    assert course.dose.weekly_mg == pytest.approx(7)
+
+
+@pytest.mark.parametrize("reference", ["Condition/bc/_history/1", f"{ABSOLUTE}/Condition/bc"])
+def test_a_reason_reference_is_followed_absolute_or_versioned(reference: str) -> None:
+    condition = {
+        "resourceType": "Condition",
+        "id": "bc",
+        "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "C50.911"}]},
+    }
+    order = anastrozole(reasonReference=[{"reference": reference}])
+    (course,) = build_record([condition, order], NOW).courses("anastrozole")
+    assert "breast-cancer" in course.reasons
+
+
+def test_a_result_named_by_an_absolute_reference_takes_its_reports_date() -> None:
+    estradiol = {
+        "resourceType": "Observation",
+        "id": "e2",
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": "2243-4"}]},
+        "valueQuantity": {"value": 12, "unit": "pg/mL"},
+    }
+    report = {
+        "resourceType": "DiagnosticReport",
+        "id": "r1",
+        "status": "final",
+        "code": {"text": "Estradiol"},
+        "effectiveDateTime": "2026-08-15",
+        "result": [{"reference": f"{ABSOLUTE}/Observation/e2"}],
+    }
+    result = build_record([report, estradiol], NOW).latest("estradiol-serum")
+    assert result is not None and result.date.date().isoformat() == "2026-08-15"
