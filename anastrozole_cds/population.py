@@ -31,7 +31,7 @@ import orjson
 
 from clinical import evaluate
 from clinical.export import finding_to_json
-from clinical.record import LAB_OBSERVATION_FIELDS, observation_reading_of
+from clinical.record import LAB_OBSERVATION_FIELDS, local_reference, observation_reading_of
 from clinical.valuesets import ValueSets, load
 
 Resource = dict[str, Any]
@@ -231,15 +231,12 @@ def patient_id_of(resource: Resource) -> str | None:
 
 
 def reference_id(reference: Any, resource_type: str) -> str | None:
-    """The id in a reference to `resource_type`: "Patient/123", or an absolute URL ending in
-    Patient/123, either with or without a /_history/n version."""
+    """The id in a reference to `resource_type`, written as the core reads references
+    (`local_reference`: relative, absolute or versioned)."""
     if not isinstance(reference, str):
         return None
-    path = reference.split("/_history/", 1)[0].rstrip("/")
-    head, _, target_id = path.rpartition("/")
-    if head.rpartition("/")[2] != resource_type or not target_id:
-        return None
-    return target_id
+    found_type, _, target_id = local_reference(reference).rpartition("/")
+    return target_id if found_type == resource_type and target_id else None
 
 
 # -- evaluating -------------------------------------------------------------------------------
