@@ -310,3 +310,40 @@ def test_every_fault_names_its_class() -> None:
             assert isinstance(fault, ast.Constant) and fault.value in FAULTS, ast.unparse(node)
     for status in (301, 400, 401, 403, 404, 429, 500, 503):
         assert client_module._status_fault(status) in FAULTS
+
+
+# -- what the environment says about reaching the server --------------------------------------------
+
+
+def test_the_proxy_and_ca_bundle_of_the_environment_are_honoured(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Read once per client, as requests would on every request: HTTPS_PROXY (unless NO_PROXY
+    names the server) and REQUESTS_CA_BUNDLE."""
+    bundle_file = tmp_path / "ca.pem"
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.hospital.example:3128")
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.hospital.example:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle_file))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    session = FhirClient("https://ehr.example.org/fhir")._session
+    assert session.proxies.get("https") == "http://proxy.hospital.example:3128"
+    assert session.verify == str(bundle_file)
+    monkeypatch.setenv("NO_PROXY", "ehr.example.org")
+    assert "https" not in FhirClient("https://ehr.example.org/fhir")._session.proxies
+
+
+@responses.activate
+def test_no_credentials_from_a_netrc_file_are_ever_sent(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Without a token the client sends no Authorization at all: requests would otherwise add
+    Basic credentials that ~/.netrc holds for the host."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine {BASE.split('/')[2].split(':')[0]} login alice password s3cret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    responses.get(f"{BASE}/Patient/p1", json={"resourceType": "Patient", "id": "p1"})
+    result = FhirClient(BASE).get("Patient/p1", deadline_seconds=2)
+    assert result.usable
+    assert "Authorization" not in responses.calls[0].request.headers
