@@ -529,7 +529,7 @@ class _Reader:
             if target in contained:
                 self.observation(contained[target], default_date=when, ref=ref)
             elif when is not None:
-                self.report_dates[local_reference(target)] = when
+                self.report_dates[local_reference(target, "Observation")] = when
         code = resource.get("code")
         groups = self.groups(code, ORDERABLE_VALUESETS)
         if not groups or when is None:
@@ -786,7 +786,7 @@ class _Reader:
                     None,
                 )
             else:
-                medication = self.by_ref.get(local_reference(target))
+                medication = self.by_ref.get(local_reference(target, "Medication"))
         if medication is not None:
             return medication.get("code"), medication
         display = reference.get("display") if isinstance(reference, dict) else None
@@ -833,7 +833,9 @@ class _Reader:
         for reference in resource.get("reasonReference") or ():
             target = reference.get("reference") if isinstance(reference, dict) else None
             condition = (
-                self.by_ref.get(local_reference(target)) if isinstance(target, str) else None
+                self.by_ref.get(local_reference(target, "Condition"))
+                if isinstance(target, str)
+                else None
             )
             if condition is not None:
                 found = self.groups(condition.get("code"), CONDITION_VALUESETS)
@@ -985,12 +987,17 @@ _SYSTEM_LABEL = {
 }
 
 
-def local_reference(reference: str) -> str:
+def local_reference(reference: str, expected_type: str | None = None) -> str:
     """ "Medication/m1" for a reference written relative ("Medication/m1"), versioned
     ("Medication/m1/_history/2") or absolute ("https://ehr.example/fhir/Medication/m1"): FHIR R4
     Reference.reference "may be a relative reference ... or an absolute URL ... version
     specific or not". The resources a patient's data comes with are taken to be from one
-    server, so an absolute reference is read by its last "Type/id"."""
+    server, so an absolute reference is read by its last "Type/id".
+
+    With `expected_type`, a "urn:uuid:X" reference (a Bundle entry's fullUrl) is read as
+    "expected_type/X": exports such as Synthea's give the resource that id too."""
+    if expected_type and reference.startswith("urn:uuid:"):
+        return f"{expected_type}/{reference.removeprefix('urn:uuid:')}"
     path = reference.split("/_history/", 1)[0].rstrip("/")
     if "://" not in path:
         return path

@@ -374,9 +374,9 @@ ABSOLUTE = "https://ehr.example.org/fhir"
 @pytest.mark.parametrize(
     "reference",
     ["Medication/m1", "Medication/m1/_history/3", f"{ABSOLUTE}/Medication/m1",
-     f"{ABSOLUTE}/Medication/m1/_history/3"],
+     f"{ABSOLUTE}/Medication/m1/_history/3", "urn:uuid:m1"],
 )  # fmt: skip
-def test_a_medication_reference_is_followed_relative_absolute_or_versioned(
+def test_a_medication_reference_is_followed_relative_absolute_versioned_or_as_a_uuid(
     reference: str,
 ) -> None:
     medication = {
@@ -390,8 +390,10 @@ def test_a_medication_reference_is_followed_relative_absolute_or_versioned(
     assert course.dose.weekly_mg == pytest.approx(7)
 
 
-@pytest.mark.parametrize("reference", ["Condition/bc/_history/1", f"{ABSOLUTE}/Condition/bc"])
-def test_a_reason_reference_is_followed_absolute_or_versioned(reference: str) -> None:
+@pytest.mark.parametrize(
+    "reference", ["Condition/bc/_history/1", f"{ABSOLUTE}/Condition/bc", "urn:uuid:bc"]
+)
+def test_a_reason_reference_is_followed_absolute_versioned_or_as_a_uuid(reference: str) -> None:
     condition = {
         "resourceType": "Condition",
         "id": "bc",
@@ -402,7 +404,8 @@ def test_a_reason_reference_is_followed_absolute_or_versioned(reference: str) ->
     assert "breast-cancer" in course.reasons
 
 
-def test_a_result_named_by_an_absolute_reference_takes_its_reports_date() -> None:
+@pytest.mark.parametrize("reference", [f"{ABSOLUTE}/Observation/e2", "urn:uuid:e2"])
+def test_a_result_named_by_an_absolute_reference_takes_its_reports_date(reference: str) -> None:
     estradiol = {
         "resourceType": "Observation",
         "id": "e2",
@@ -416,7 +419,7 @@ def test_a_result_named_by_an_absolute_reference_takes_its_reports_date() -> Non
         "status": "final",
         "code": {"text": "Estradiol"},
         "effectiveDateTime": "2026-08-15",
-        "result": [{"reference": f"{ABSOLUTE}/Observation/e2"}],
+        "result": [{"reference": reference}],
     }
     result = build_record([report, estradiol], NOW).latest("estradiol-serum")
     assert result is not None and result.date.date().isoformat() == "2026-08-15"
