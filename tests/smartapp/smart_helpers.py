@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import responses
 from flask import Flask
@@ -212,3 +212,34 @@ def open_launch_html(client: FlaskClient, **kwargs: Any) -> Any:
         return first
     kwargs.pop("query_string", None)
     return client.get(location, **kwargs)
+
+
+@dataclass
+class LiveEhr:
+    """The sandbox EHR and the app, each on a 127.0.0.1 port (for the browser tests)."""
+
+    sandbox: Sandbox
+    ehr_base: str
+    app_base: str
+
+    def launch_url(self, path: str = "/ehr/launch", **params: str) -> str:
+        query = {"patient": HARLAN, "app": f"{self.app_base}/launch.html", **params}
+        return f"{self.ehr_base}{path}?{urlencode(query)}"
+
+
+@contextmanager
+def live_ehr(folder: Path, *, style_path: str | None = None) -> Iterator[LiveEhr]:
+    """Serve both; `style_path`: the EHR's launches carry `{ehr_base}{style_path}` as their
+    smart_style_url."""
+    with serving() as ehr_server, serving() as app_server:
+        ehr_base, app_base = base_of(ehr_server), base_of(app_server)
+        style = {"style_url": f"{ehr_base}{style_path}"} if style_path else {}
+        sandbox = build_sandbox(ehr_base, app_base=app_base, **style)
+        ehr_server.app = sandbox.app
+        app_server.app = build_app(
+            folder,
+            now=scenario_now(LOW_E2),
+            app_base=app_base,
+            allowed_issuers=(sandbox.ehr.fhir_base,),
+        )
+        yield LiveEhr(sandbox, ehr_base, app_base)

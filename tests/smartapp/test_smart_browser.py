@@ -5,74 +5,20 @@ callback -> the dashboard, all on 127.0.0.1; and the same inside the EHR's ifram
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 
-from tests.browser import CHROMIUM as CHROMIUM_PATH
-from tests.browser import CHROMIUM_ARGS
-from tests.smartapp.smart_helpers import (
-    HARLAN,
-    LOW_E2,
-    Sandbox,
-    base_of,
-    build_app,
-    build_sandbox,
-    scenario_now,
-    serving,
-)
+from tests.smartapp.smart_helpers import LiveEhr, live_ehr
 
 pytestmark = pytest.mark.integration
-
-CHROMIUM = Path(CHROMIUM_PATH)
-
-
-@dataclass
-class LiveEhr:
-    sandbox: Sandbox
-    ehr_base: str
-    app_base: str
-
-    def launch_url(self, path: str = "/ehr/launch", **params: str) -> str:
-        query = {"patient": HARLAN, "app": f"{self.app_base}/launch.html", **params}
-        return f"{self.ehr_base}{path}?{urlencode(query)}"
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveEhr]:
-    with serving() as ehr_server, serving() as app_server:
-        ehr_base, app_base = base_of(ehr_server), base_of(app_server)
-        sandbox = build_sandbox(ehr_base, app_base=app_base)
-        ehr_server.app = sandbox.app
-        app_server.app = build_app(
-            tmp_path_factory.mktemp("app"),
-            now=scenario_now(LOW_E2),
-            app_base=app_base,
-            allowed_issuers=(sandbox.ehr.fhir_base,),
-        )
-        yield LiveEhr(sandbox, ehr_base, app_base)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    # Not a skip: a browser test that does not run has not passed. `make test` installs both.
-    import playwright.sync_api as playwright_api
-
-    assert CHROMIUM.exists(), "no /usr/bin/chromium: run `make browser` (apt-get install chromium)"
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1024, "height": 900})
-    yield context.new_page()
-    context.close()
+    with live_ehr(tmp_path_factory.mktemp("app")) as running:
+        yield running
 
 
 def test_ehr_launch_to_dashboard_in_a_real_browser(

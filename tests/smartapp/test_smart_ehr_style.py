@@ -27,25 +27,19 @@ from smartapp.ehr_style import (
     style_css,
 )
 from smartapp.tokens import SmartSession
-from tests.smartapp import test_smart_browser as browser_tests
 from tests.smartapp.smart_helpers import (
     APP_BASE,
     EHR_BASE,
     HARLAN,
     LOW_E2,
+    LiveEhr,
     Sandbox,
-    base_of,
-    build_app,
     build_sandbox,
     launch_and_sign_in,
+    live_ehr,
     query_of,
     scenario_now,
-    serving,
 )
-
-# Chromium and its pages, started as the other browser tests start them.
-browser = browser_tests.browser
-page = browser_tests.page
 
 STYLE_URL = f"{EHR_BASE}{STYLE_PATH}"  # the sandbox EHR's own style document
 EHR = ("https://ehr.example.org/fhir/r4", "https://auth.example.org/oauth/token")
@@ -487,24 +481,15 @@ def test_the_sandbox_ehr_serves_its_style_and_its_launch_button_passes_it() -> N
 
 
 @pytest.fixture(scope="module")
-def styled_ehr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[browser_tests.LiveEhr]:
+def styled_ehr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveEhr]:
     """The sandbox EHR and the app on 127.0.0.1; the EHR's launches carry its style URL."""
-    with serving() as ehr_server, serving() as app_server:
-        ehr_base, app_base = base_of(ehr_server), base_of(app_server)
-        sandbox = build_sandbox(ehr_base, app_base=app_base, style_url=f"{ehr_base}{STYLE_PATH}")
-        ehr_server.app = sandbox.app
-        app_server.app = build_app(
-            tmp_path_factory.mktemp("app"),
-            now=scenario_now(LOW_E2),
-            app_base=app_base,
-            allowed_issuers=(sandbox.ehr.fhir_base,),
-        )
-        yield browser_tests.LiveEhr(sandbox, ehr_base, app_base)
+    with live_ehr(tmp_path_factory.mktemp("app"), style_path=STYLE_PATH) as running:
+        yield running
 
 
 @pytest.mark.integration
 def test_chromium_shows_the_ehrs_background_without_a_csp_violation(
-    styled_ehr: browser_tests.LiveEhr, page: Any, tmp_path: Path
+    styled_ehr: LiveEhr, page: Any, tmp_path: Path
 ) -> None:
     console: list[str] = []
     page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
