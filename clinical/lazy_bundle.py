@@ -4,14 +4,15 @@ Most of a long record is Observations no rule reads (vital signs, blood counts..
 splits the Bundle into each resource's raw bytes and decodes only a small head of each
 (type, status, code); an Observation the reader would pass over is dropped undecoded. A lab
 result is decoded with only the fields the reader reads of one (`LAB_OBSERVATION_FIELDS`:
-no meta, subject, performer or interpretation), and every other resource whole with orjson.
+no meta, subject, performer or interpretation; only `high` of a reference range), with its
+code decoded once per distinct text and shared, and every other resource whole with orjson.
 At 10,000 resources this more than halves the parse (benchmarks/).
 
 Conservative by construction: a resource is dropped only when `observation_reading` says
 `_Reader.observation` would do nothing with it, and any shape not handled here (not a Bundle,
 a list, prefetch values, odd entries, a nested Bundle, anything msgspec rejects) returns None
 so that the caller decodes the whole text with orjson instead. A test records every field the
-reader reads from lab results, over all fixtures and generated ones, against that list.
+reader reads from lab results, over all fixtures and generated ones, against those lists.
 
 Two differences are left, both about numbers no valid FHIR resource holds:
 - msgspec does not range-check the numbers it skips, so a number beyond a double's range
@@ -30,7 +31,12 @@ from typing import Any, TypedDict
 import msgspec
 import orjson
 
-from clinical.record import LAB_OBSERVATION_FIELDS, ObservationReading, observation_reading
+from clinical.record import (
+    LAB_OBSERVATION_FIELDS,
+    LAB_REFERENCE_RANGE_FIELDS,
+    ObservationReading,
+    observation_reading,
+)
 from clinical.valuesets import ValueSets
 
 
@@ -70,16 +76,25 @@ _HEAD = msgspec.json.Decoder(_Head)
 _CODE = msgspec.json.Decoder(_CodeableConcept | None)
 
 # A lab result's fields as a dict (msgspec decodes a TypedDict to a plain dict, skipping every
-# field not named); the fields are the reader's own list, so the two cannot drift apart.
-_LabObservation = TypedDict(  # type: ignore[misc]
-    "_LabObservation", dict.fromkeys(LAB_OBSERVATION_FIELDS, Any), total=False
+# field not named); the fields are the reader's own lists, so the two cannot drift apart. The
+# code is not among them: its judge decoded it once for every result that shares its text.
+_ReferenceRange = TypedDict(  # type: ignore[misc]
+    "_ReferenceRange", dict.fromkeys(LAB_REFERENCE_RANGE_FIELDS, Any), total=False
 )
-_LAB_OBSERVATION = msgspec.json.Decoder(_LabObservation)
+_LAB_FIELDS: dict[str, Any] = {
+    **dict.fromkeys(LAB_OBSERVATION_FIELDS, Any),
+    "referenceRange": list[_ReferenceRange],  # not a list of objects: orjson decides
+}
+del _LAB_FIELDS["code"]
+_LabObservation = TypedDict("_LabObservation", _LAB_FIELDS, total=False)  # type: ignore[misc]
+_LAB_OBSERVATION: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_LabObservation)  # dicts
 
 # Errors that send a text back to the full orjson parse, which then decides what it is
 # (msgspec.DecodeError and ValidationError are ValueErrors; deep nesting hits the recursion
 # limit in msgspec sooner than orjson's).
 _NOT_HANDLED = (ValueError, RecursionError)
+
+_OTHER: tuple[ObservationReading, Any] = ("other", None)
 
 
 def read_lazily(data: bytes, valuesets: ValueSets) -> list[dict[str, Any]] | None:
@@ -104,33 +119,40 @@ def read_lazily(data: bytes, valuesets: ValueSets) -> list[dict[str, Any]] | Non
             head = None  # not an object, or odd types: decode it and let the checks below decide
         except _NOT_HANDLED:
             return None
-        reading = (
+        reading, code = (
             judge.reading(head.status, head.code)
             if head is not None
             and head.resourceType == "Observation"
             and head.valueCodeableConcept is None
-            else "other"
+            else _OTHER
         )
         if reading == "unread":
             continue
-        resource = _lab_observation(raw) if reading == "lab" else orjson.loads(memoryview(raw))
+        resource = (
+            _lab_observation(raw, code) if reading == "lab" else orjson.loads(memoryview(raw))
+        )
         # As `iter_resources` does with a Bundle's entries: objects only.
         if isinstance(resource, dict):
             resources.append(resource)
     return resources
 
 
-def _lab_observation(raw: msgspec.Raw) -> Any:
-    """A lab result with only the fields the reader reads (no copy of the other bytes)."""
+def _lab_observation(raw: msgspec.Raw, code: Any) -> Any:
+    """A lab result with only the fields the reader reads (no copy of the other bytes), and
+    the code its judge decoded: one dict, shared by every result with that code text, in
+    this read and later ones (the reader never changes a resource)."""
     try:
-        return _LAB_OBSERVATION.decode(raw)
+        resource: dict[str, Any] = _LAB_OBSERVATION.decode(raw)
     except _NOT_HANDLED:  # e.g. a number beyond a double's range: orjson decides
         return orjson.loads(memoryview(raw))
+    resource["code"] = code
+    return resource
 
 
 class _Judge:
     """`observation_reading` once per distinct (status, code text), remembered across reads:
-    the same few hundred code texts recur across every patient of an EHR. At most
+    the same few hundred code texts recur across every patient of an EHR. A lab result's
+    code is remembered with its verdict, decoded by orjson as the whole text would be. At most
     `max_readings` are kept (all forgotten at once beyond that, so a flood of odd codes costs
     memory only up to the bound). A pure function of the value sets, so thread-safe as it is:
     two threads may judge the same code text once each."""
@@ -138,9 +160,9 @@ class _Judge:
     def __init__(self, valuesets: ValueSets, max_readings: int = 20_000) -> None:
         self.valuesets = valuesets
         self.max_readings = max_readings
-        self.readings: dict[tuple[Any, bytes], ObservationReading] = {}
+        self.readings: dict[tuple[Any, bytes], tuple[ObservationReading, Any]] = {}
 
-    def reading(self, status: Any, code: msgspec.Raw) -> ObservationReading:
+    def reading(self, status: Any, code: msgspec.Raw) -> tuple[ObservationReading, Any]:
         if not isinstance(status, (str, type(None))):  # odd: judged, not remembered
             return self.judge(status, code)
         key = (status, bytes(code))
@@ -151,15 +173,22 @@ class _Judge:
             reading = self.readings[key] = self.judge(status, code)
         return reading
 
-    def judge(self, status: Any, code: msgspec.Raw) -> ObservationReading:
+    def judge(self, status: Any, code: msgspec.Raw) -> tuple[ObservationReading, Any]:
         try:
             concept = _CODE.decode(code)
         except msgspec.ValidationError:
-            return "other"  # a code of another shape: keep all of it, the reader decides
+            return _OTHER  # a code of another shape: keep all of it, the reader decides
         codes = [] if concept is None or concept.coding is None else concept.coding
-        return observation_reading(
+        reading = observation_reading(
             self.valuesets, status, [(coding.system, coding.code) for coding in codes]
         )
+        if reading != "lab":
+            return reading, None
+        try:
+            decoded = orjson.loads(memoryview(code))
+        except orjson.JSONDecodeError:
+            return _OTHER  # orjson refuses it (1e400): decoding all of it then says why
+        return "lab", decoded  # an object: a lab result's code holds the coding that matched
 
 
 # One judge per value sets in use (in practice the packaged ones, `valuesets.load()`); the

@@ -344,6 +344,7 @@ class _Reader:
         self.datetimes: dict[str, datetime | None] = {}
         self.intersections: dict[tuple[frozenset[str], frozenset[str]], frozenset[str]] = {}
         self.labels: dict[tuple[str, str], str] = {}
+        self.matches: dict[int, tuple[Any, frozenset[str], tuple[frozenset[str], str, str]]] = {}
 
     def gap(self, text: str) -> None:
         if text not in self.record.data_gaps:
@@ -366,7 +367,16 @@ class _Reader:
 
     def matched(self, concept: Any, wanted: frozenset[str]) -> tuple[frozenset[str], str, str]:
         """The wanted value sets a concept is in, with ("ICD-10-CM C50.911", display) for the
-        evidence, from one pass over its codings."""
+        evidence, from one pass over its codings. Remembered per concept object: resources
+        from `lazy_bundle` share one decoded code per distinct code text."""
+        memo = self.matches.get(id(concept))  # the memo holds the concept: ids stay unique
+        if memo is not None and memo[1] is wanted:
+            return memo[2]
+        found = self._matched(concept, wanted)
+        self.matches[id(concept)] = (concept, wanted, found)
+        return found
+
+    def _matched(self, concept: Any, wanted: frozenset[str]) -> tuple[frozenset[str], str, str]:
         names, coding = self.vs.match(concept)
         if not names:
             return names, "", ""
@@ -973,6 +983,8 @@ LAB_OBSERVATION_FIELDS = (
     "method",
     "referenceRange",
 )
+# ...and of each entry of its referenceRange (`_reference_high`).
+LAB_REFERENCE_RANGE_FIELDS = ("high",)
 
 
 # Observations are read only by `_Reader.observation`: not as targets of references (these).

@@ -18,6 +18,7 @@ from clinical import evaluate, evaluate_json
 from clinical.lazy_bundle import _Judge, read_lazily
 from clinical.record import (
     LAB_OBSERVATION_FIELDS,
+    LAB_REFERENCE_RANGE_FIELDS,
     LAB_VALUESETS,
     build_record,
     iter_resources,
@@ -452,16 +453,34 @@ def _read_as_a_lab(resource: dict[str, Any]) -> bool:
 
 
 def _fields_the_reader_reads_from_labs(resources: list[dict[str, Any]]) -> set[str]:
+    """Fields read from lab results, and from their reference ranges' entries as
+    "referenceRange.<field>"."""
     read: set[str] = set()
-    wrapped = [_Recording(r, read) if _read_as_a_lab(r) else r for r in resources]
+    ranges: list[_Recording] = []
+    wrapped = []
+    for resource in resources:
+        if _read_as_a_lab(resource):
+            entries = resource.get("referenceRange")
+            if isinstance(entries, list):
+                entries = [_Recording(e, set()) if isinstance(e, dict) else e for e in entries]
+                ranges += [e for e in entries if isinstance(e, _Recording)]
+                resource = {**resource, "referenceRange": entries}
+            resource = _Recording(resource, read)
+        wrapped.append(resource)
     build_record(wrapped, NOW)
-    return read
+    return read | {f"referenceRange.{field}" for entry in ranges for field in entry.read}
+
+
+DECODED_LAB_FIELDS = set(LAB_OBSERVATION_FIELDS) | {
+    f"referenceRange.{field}" for field in LAB_REFERENCE_RANGE_FIELDS
+}
 
 
 def test_the_reader_reads_no_field_of_a_lab_result_that_is_not_decoded() -> None:
     """Over every fixture and synthetic patient: the fields read from lab results are among
-    LAB_OBSERVATION_FIELDS, the only ones `read_lazily` decodes of one. A field the reader
-    starts reading must be added there, or this fails."""
+    LAB_OBSERVATION_FIELDS, the only ones `read_lazily` decodes of one, and those read from
+    a reference range among LAB_REFERENCE_RANGE_FIELDS. A field the reader starts reading
+    must be added there, or this fails."""
     read: set[str] = set()
     for path in JSON_FILES:
         read |= _fields_the_reader_reads_from_labs(
@@ -471,28 +490,70 @@ def test_the_reader_reads_no_field_of_a_lab_result_that_is_not_decoded() -> None
         resources = list(iter_resources(orjson.loads(bundle_bytes(n, seed, NOW))))
         read |= _fields_the_reader_reads_from_labs(resources)
     assert {"code", "valueQuantity", "effectiveDateTime", "referenceRange"} <= read
-    assert read <= set(LAB_OBSERVATION_FIELDS)
+    assert "referenceRange.high" in read
+    assert read <= DECODED_LAB_FIELDS
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.builds(lambda o: {**o, "valueCodeableConcept": None}, observations), max_size=4))
 def test_odd_lab_results_are_read_from_the_decoded_fields_only(items: list[Any]) -> None:
-    assert _fields_the_reader_reads_from_labs([PATIENT, *items]) <= set(LAB_OBSERVATION_FIELDS)
+    assert _fields_the_reader_reads_from_labs([PATIENT, *items]) <= DECODED_LAB_FIELDS
 
 
 def test_a_lab_result_keeps_every_field_the_reader_reads_and_drops_the_rest() -> None:
+    high = {"value": 40, "unit": "pg/mL"}
     lab = {
         **ESTRADIOL,
         "method": {"text": "LC-MS/MS"},
-        "referenceRange": [{"high": {"value": 40, "unit": "pg/mL"}}],
+        "referenceRange": [{"low": {"value": 10, "unit": "pg/mL"}, "high": high, "text": "10-40"}],
         "performer": [{"reference": "Organization/lab"}],
         "meta": {"versionId": "3"},
         "interpretation": [{"text": "Normal"}],
     }
     kept = read_lazily(orjson.dumps(_bundle(PATIENT, lab)), VALUESETS)
     assert kept is not None
-    assert kept[1] == {k: v for k, v in lab.items() if k in LAB_OBSERVATION_FIELDS}
+    assert kept[1] == {
+        **{k: v for k, v in lab.items() if k in LAB_OBSERVATION_FIELDS},
+        "referenceRange": [{"high": high}],
+    }
     _same_as_decoding_everything(orjson.dumps(_bundle(PATIENT, lab)))
+
+
+@pytest.mark.parametrize(
+    "ranges",
+    [{"high": {"value": 40}}, ["10-40"], [None, {"high": {"value": 40}}], [{"high": "40"}], None],
+    ids=["not-a-list", "text", "null-entry", "high-text", "null"],
+)
+def test_a_reference_range_of_another_shape_is_read_as_the_full_parse_reads_it(
+    ranges: Any,
+) -> None:
+    """Only lists of objects are decoded narrowly; any other shape falls back to orjson."""
+    lab = {**ESTRADIOL, "referenceRange": ranges}
+    data = orjson.dumps(_bundle(PATIENT, lab))
+    kept = read_lazily(data, VALUESETS)
+    assert kept is not None and kept[1]["referenceRange"] == ranges
+    _same_as_decoding_everything(data)
+
+
+def test_results_that_share_a_code_text_share_one_decoded_code() -> None:
+    """A code text is decoded once and its dict shared by every result that carries it (the
+    reader never changes a resource); the record is the one read from everything."""
+    results = [{**ESTRADIOL, "id": f"e{day}", "effectiveDateTime": f"2026-10-{day:02d}"}
+               for day in range(1, 4)]  # fmt: skip
+    data = orjson.dumps(_bundle(PATIENT, *results))
+    kept = read_lazily(data, VALUESETS)
+    assert kept is not None
+    assert kept[1]["code"] == ESTRADIOL["code"]
+    assert kept[1]["code"] is kept[2]["code"] is kept[3]["code"]
+    _same_as_decoding_everything(data)
+
+
+def test_a_number_beyond_double_range_in_a_lab_results_code_is_refused() -> None:
+    """As orjson refuses it: the code is decoded (with the verdict), so the number is seen."""
+    lab = orjson.dumps(ESTRADIOL).replace(b'"coding":[', b'"x":1e400,"coding":[', 1)
+    assert b"1e400" in lab
+    with pytest.raises(ValueError, match="not JSON"):
+        evaluate_json(_patient_and(b'{"resource":' + lab + b"}"), now=NOW)
 
 
 def test_an_integer_beyond_64_bits_in_a_lab_result_is_read_exactly() -> None:
@@ -537,5 +598,5 @@ def test_a_judge_forgets_everything_beyond_its_bound_and_judges_on() -> None:
     for raw in [*codes, lab]:
         judge.reading("final", msgspec.Raw(raw))
         assert len(judge.readings) <= 3
-    assert judge.reading("final", msgspec.Raw(lab)) == "lab"
-    assert judge.reading("final", msgspec.Raw(codes[0])) == "unread"
+    assert judge.reading("final", msgspec.Raw(lab))[0] == "lab"
+    assert judge.reading("final", msgspec.Raw(codes[0]))[0] == "unread"
