@@ -19,6 +19,7 @@ from typing import Any
 from cds_hooks.auth import Caller
 from cds_hooks.models import HookRequest, RequestProblem
 from cds_hooks.services import ALL_RULES, PrefetchTemplate
+from clinical.record import local_reference
 from ehr.client import FhirClient, QueryResult
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,10 @@ def gather_chart(
 
 
 def _check_same_patient(key: str, resources: list[dict[str, Any]], patient_id: str) -> None:
-    """Prefetched data about another patient is refused, never judged."""
+    """Prefetched data about another patient is refused, never judged. A subject is read as
+    the core reads references: relative, absolute or version-specific ("Patient/p1/_history/2"
+    is about p1); one that names no Patient (a urn:uuid) cannot be told and is let through."""
+    own = f"Patient/{patient_id}"
     for resource in resources:
         if resource.get("resourceType") == "Patient":
             other = resource.get("id") not in (None, patient_id)
@@ -164,7 +168,7 @@ def _check_same_patient(key: str, resources: list[dict[str, Any]], patient_id: s
             other = (
                 isinstance(reference, str)
                 and "Patient/" in reference
-                and reference.rstrip("/").rsplit("/", 1)[-1] != patient_id
+                and local_reference(reference) != own
             )
         if other:
             raise RequestProblem(

@@ -48,6 +48,14 @@ def _without(body: dict[str, Any], *path: str) -> dict[str, Any]:
     return body
 
 
+def _with_subject(prefetch: dict[str, Any], subject: str) -> dict[str, Any]:
+    """The prefetch with its estradiol results' subject written as `subject`."""
+    results = prefetch["estradiol"]
+    for entry in results["entry"]:
+        entry["resource"]["subject"] = {"reference": subject}
+    return prefetch
+
+
 BAD_REQUESTS: dict[str, tuple[str, Any, str]] = {
     "not JSON": (PATIENT_VIEW, b"{not json", "body"),
     "a JSON list": (PATIENT_VIEW, [], "body"),
@@ -112,6 +120,11 @@ BAD_REQUESTS: dict[str, tuple[str, Any, str]] = {
             prefetch={**trt_man_prefetch(), "patient": {"resourceType": "Patient", "id": "p2"}},
         ),
         "prefetch.medicationRequests",
+    ),
+    "prefetch results of another patient, version-specific": (
+        PATIENT_VIEW,
+        hook_body(prefetch=_with_subject(trt_man_prefetch(), "Patient/p2/_history/1")),
+        "prefetch.estradiol",
     ),
     "prefetch value not a resource": (
         PATIENT_VIEW,
@@ -185,6 +198,22 @@ def test_cards_come_from_the_prefetch(client: FlaskClient, keys: Keys) -> None:
     topics = [card["source"]["topic"]["code"] for card in response.json["cards"]]
     assert "estradiol-low" in topics and "anastrozole-intent" in topics
     assert len(topics) == len(set(topics))  # one card per rule
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["Patient/p1/_history/3", "https://ehr.example.org/fhir/Patient/p1", "Patient/p1/"],
+    ids=["version-specific", "absolute", "trailing-slash"],
+)
+def test_results_about_the_patient_are_used_however_the_subject_is_written(
+    client: FlaskClient, keys: Keys, subject: str
+) -> None:
+    """FHIR R4 allows relative, absolute and version-specific references: all name p1."""
+    body = hook_body(prefetch=_with_subject(trt_man_prefetch(), subject))
+    response = call(client, keys, PATIENT_VIEW, body)
+    assert response.status_code == 200, response.json
+    topics = [card["source"]["topic"]["code"] for card in response.json["cards"]]
+    assert "estradiol-low" in topics
 
 
 def test_extensions_and_unknown_prefetch_keys_are_tolerated(
