@@ -19,7 +19,7 @@ from typing import Any
 from cds_hooks.auth import Caller
 from cds_hooks.models import HookRequest, RequestProblem
 from cds_hooks.services import ALL_RULES, PrefetchTemplate
-from clinical.record import local_reference
+from clinical.record import local_reference, with_entry_id
 from ehr.client import FhirClient, QueryResult
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,7 @@ def resources_of(value: Any) -> list[dict[str, Any]]:
             continue
         resource = entry.get("resource")
         if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
-            found.append(resource)
+            found.append(with_entry_id(resource, entry.get("fullUrl")))
     return found
 
 

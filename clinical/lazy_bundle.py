@@ -36,6 +36,7 @@ from clinical.record import (
     LAB_REFERENCE_RANGE_FIELDS,
     ObservationReading,
     observation_reading,
+    with_entry_id,
 )
 from clinical.valuesets import ValueSets
 
@@ -62,6 +63,7 @@ class _Head(msgspec.Struct):
 
 class _Entry(msgspec.Struct):
     resource: msgspec.Raw = msgspec.Raw(b"null")  # (msgspec has no `Raw | None`)
+    fullUrl: Any = None
 
 
 class _Bundle(msgspec.Struct):
@@ -131,8 +133,11 @@ def read_lazily(data: bytes, valuesets: ValueSets) -> list[dict[str, Any]] | Non
         resource = (
             _lab_observation(raw, code) if reading == "lab" else orjson.loads(memoryview(raw))
         )
-        # As `iter_resources` does with a Bundle's entries: objects only.
+        # As `iter_resources` does with a Bundle's entries: objects only, and an id from a
+        # urn:uuid fullUrl where the resource has none.
         if isinstance(resource, dict):
+            if "id" not in resource:
+                resource = with_entry_id(resource, entry.fullUrl)
             resources.append(resource)
     return resources
 

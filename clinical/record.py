@@ -328,7 +328,23 @@ def iter_resources(source: Any) -> Iterator[dict[str, Any]]:
             if resource.get("resourceType") == "Bundle":
                 yield from iter_resources(resource)
             elif isinstance(resource.get("resourceType"), str):
-                yield resource
+                yield (
+                    resource if "id" in resource else with_entry_id(resource, entry.get("fullUrl"))
+                )
+
+
+def with_entry_id(resource: dict[str, Any], full_url: Any) -> dict[str, Any]:
+    """A Bundle entry's resource; one with no id and a "urn:uuid:X" fullUrl (a transaction
+    Bundle's new resources) as a copy with the id X, so that references to that fullUrl
+    (`local_reference`) and the evidence name it."""
+    if (
+        "id" not in resource
+        and isinstance(full_url, str)
+        and full_url.startswith("urn:uuid:")
+        and full_url != "urn:uuid:"
+    ):
+        return {**resource, "id": full_url.removeprefix("urn:uuid:")}
+    return resource
 
 
 class _Reader:
@@ -1007,7 +1023,8 @@ def local_reference(reference: str, expected_type: str | None = None) -> str:
     server, so an absolute reference is read by its last "Type/id".
 
     With `expected_type`, a "urn:uuid:X" reference (a Bundle entry's fullUrl) is read as
-    "expected_type/X": exports such as Synthea's give the resource that id too."""
+    "expected_type/X": exports such as Synthea's give the resource that id too, and an entry
+    with no id is read with that one (`with_entry_id`)."""
     if expected_type and reference.startswith("urn:uuid:"):
         return f"{expected_type}/{reference.removeprefix('urn:uuid:')}"
     path = reference.split("/_history/", 1)[0].rstrip("/")

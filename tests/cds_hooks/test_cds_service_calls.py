@@ -17,6 +17,7 @@ from tests.cds_hooks.cds_helpers import (
     ORDER_SIGN,
     PATIENT_VIEW,
     Keys,
+    anastrozole,
     bearer,
     bundle,
     call,
@@ -24,6 +25,7 @@ from tests.cds_hooks.cds_helpers import (
     hook_body,
     service_url,
     trt_man_prefetch,
+    trt_order,
 )
 
 
@@ -214,6 +216,29 @@ def test_results_about_the_patient_are_used_however_the_subject_is_written(
     assert response.status_code == 200, response.json
     topics = [card["source"]["topic"]["code"] for card in response.json["cards"]]
     assert "estradiol-low" in topics
+
+
+def test_a_prefetched_medication_with_no_id_is_found_by_its_urn_uuid_full_url(
+    client: FlaskClient, keys: Keys
+) -> None:
+    """As in a transaction Bundle: the order names its drug by the entry's fullUrl."""
+    prefetch = trt_man_prefetch()
+    order = anastrozole()
+    medication = {"resourceType": "Medication", "code": order.pop("medicationCodeableConcept")}
+    order["medicationReference"] = {"reference": "urn:uuid:7d0c"}
+    prefetch["medicationRequests"] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [
+            {"fullUrl": "urn:uuid:7d0c", "resource": medication},
+            {"resource": order},
+            {"resource": trt_order()},
+        ],
+    }
+    response = call(client, keys, PATIENT_VIEW, hook_body(prefetch=prefetch))
+    assert response.status_code == 200, response.json
+    topics = [card["source"]["topic"]["code"] for card in response.json["cards"]]
+    assert "anastrozole-intent" in topics and "estradiol-low" in topics
 
 
 def test_extensions_and_unknown_prefetch_keys_are_tolerated(

@@ -422,6 +422,46 @@ def test_the_same_code_text_gives_the_same_verdict_for_every_result() -> None:
     _same_as_decoding_everything(data)
 
 
+def test_entries_with_no_id_are_named_by_their_urn_uuid_full_url_as_in_the_full_parse() -> None:
+    """A transaction Bundle: the order names its drug, and the report its result, by the
+    fullUrl of an entry that has no id."""
+    medication = {
+        "resourceType": "Medication",
+        "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                             "code": "151124"}]},
+    }  # fmt: skip
+    order = {k: v for k, v in ANASTROZOLE.items() if k not in ("id", "medicationCodeableConcept")}
+    order["medicationReference"] = {"reference": "urn:uuid:med-1"}
+    result = {k: v for k, v in ESTRADIOL.items() if k not in ("id", "effectiveDateTime")}
+    report = {
+        "resourceType": "DiagnosticReport",
+        "status": "final",
+        "code": {"text": "Estradiol"},
+        "effectiveDateTime": "2026-09-15",
+        "result": [{"reference": "urn:uuid:e2-1"}],
+    }
+    urls = ["urn:uuid:p", "urn:uuid:med-1", "urn:uuid:rx-1", "urn:uuid:e2-1", "urn:uuid:r-1"]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"fullUrl": url, "resource": resource}
+            for url, resource in zip(
+                urls, [PATIENT, medication, order, result, report], strict=True
+            )
+        ],
+    }
+    data = orjson.dumps(bundle)
+    kept = read_lazily(data, VALUESETS)
+    assert kept is not None
+    assert [r.get("id") for r in kept] == ["p", "med-1", "rx-1", "e2-1", "r-1"]
+    record = build_record(kept, NOW)
+    assert record.courses("anastrozole")
+    latest = record.latest("estradiol-serum")
+    assert latest is not None and latest.date.date().isoformat() == "2026-09-15"
+    _same_as_decoding_everything(data)
+
+
 # -- a lab result is decoded with only the fields the reader reads --------------------------------
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
-from clinical.record import build_record
+from clinical.record import build_record, iter_resources
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
 LOINC = "http://loinc.org"
@@ -388,6 +389,43 @@ def test_a_medication_reference_is_followed_relative_absolute_versioned_or_as_a_
     del order["medicationCodeableConcept"]
     (course,) = build_record([medication, order], NOW).courses("anastrozole")
     assert course.dose.weekly_mg == pytest.approx(7)
+
+
+def _transaction(*entries: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"fullUrl": url, "resource": resource} for url, resource in entries],
+    }
+
+
+ARIMIDEX = {
+    "resourceType": "Medication",
+    "code": {"coding": [{"system": RXNORM, "code": "151124", "display": "Arimidex 1 MG"}]},
+}
+
+
+def test_an_entry_with_no_id_is_named_by_its_urn_uuid_full_url() -> None:
+    """A transaction Bundle's new resources have no id; references name their fullUrl."""
+    order = anastrozole(medicationReference={"reference": "urn:uuid:5f1b"})
+    del order["medicationCodeableConcept"], order["id"]
+    bundle = _transaction(("urn:uuid:5f1b", ARIMIDEX), ("urn:uuid:9c2e", order))
+    (course,) = build_record(bundle, NOW).courses("anastrozole")
+    assert course.dose.weekly_mg == pytest.approx(7)
+    assert course.ref == "MedicationRequest/9c2e"
+    assert "id" not in bundle["entry"][0]["resource"]  # the input is left as it was
+
+
+def test_an_entry_keeps_its_own_id_whatever_its_full_url() -> None:
+    medication = {**ARIMIDEX, "id": "m1"}
+    (resource,) = iter_resources(_transaction(("urn:uuid:other", medication)))
+    assert resource is medication
+
+
+@pytest.mark.parametrize("full_url", ["urn:uuid:", "https://ehr.example.org/fhir/Medication/m1", 7])
+def test_only_a_urn_uuid_full_url_names_an_entry(full_url: Any) -> None:
+    (resource,) = iter_resources(_transaction((full_url, ARIMIDEX)))
+    assert resource is ARIMIDEX
 
 
 @pytest.mark.parametrize(
