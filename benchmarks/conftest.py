@@ -12,7 +12,10 @@ ONE_PATIENT_100_S = 0.001  # 100 resources under 1 ms
 ONE_PATIENT_10000_S = 0.100  # 10,000 resources under 100 ms
 MAX_EVALUATE_OVER_PARSE = 3.0  # evaluating costs no more than 3x parsing with orjson
 MIN_NAIVE_OVER_EVALUATE = 20.0  # at least 20x faster than validating first, at 1,000
-PER_RESOURCE_SIZES = (1_000, 10_000)  # where the per-resource cost, not fixed cost, dominates
+# The 3x goal is judged at every size measured. At 10 resources the fixed cost of the rules
+# (about 0.3 ms: fourteen rules, each writing its evidence) dwarfs orjson's 0.05 ms parse,
+# and the goal is reported as not met there rather than left out (docs/performance.md).
+RATIO_SIZES = (10, 100, 1_000, 10_000)
 
 
 @dataclass(frozen=True)
@@ -30,13 +33,13 @@ def _below(
     return met
 
 
-def _ratio_at_most(medians: dict[tuple[str, int], float]) -> bool | None:
-    ratios = [
-        medians["evaluate", n] / medians["parse", n]
-        for n in PER_RESOURCE_SIZES
-        if ("evaluate", n) in medians and ("parse", n) in medians
-    ]
-    return all(ratio <= MAX_EVALUATE_OVER_PARSE for ratio in ratios) if ratios else None
+def _ratio_at_most(n: int) -> Callable[[dict[tuple[str, int], float]], bool | None]:
+    def met(medians: dict[tuple[str, int], float]) -> bool | None:
+        if ("evaluate", n) not in medians or ("parse", n) not in medians:
+            return None
+        return medians["evaluate", n] / medians["parse", n] <= MAX_EVALUATE_OVER_PARSE
+
+    return met
 
 
 def _naive_ratio_at_least(medians: dict[tuple[str, int], float]) -> bool | None:
@@ -53,7 +56,10 @@ GOALS = (
         "10,000 resources, bytes to findings, under 100 ms",
         _below("evaluate", 10_000, ONE_PATIENT_10000_S),
     ),
-    Goal("evaluate (from bytes) <= 3x orjson parse, at 1,000 and 10,000", _ratio_at_most),
+    *(
+        Goal(f"evaluate (from bytes) <= 3x orjson parse, at {n:,} resources", _ratio_at_most(n))
+        for n in RATIO_SIZES
+    ),
     Goal("at least 20x faster than the naive pipeline at 1,000", _naive_ratio_at_least),
 )
 

@@ -1,0 +1,82 @@
+"""Instructions per `evaluate_json` call, counted by valgrind (cachegrind): a measure of the
+core's cost that, unlike time, does not move with what else runs on the machine, so two
+commits can be compared on a noisy VM (docs/performance.md).
+
+    .venv/bin/python benchmarks/instructions.py            # 10, 100 and 1,000 resources
+    .venv/bin/python benchmarks/instructions.py 100 --calls 200
+
+Each size runs the interpreter twice under cachegrind, with W and W + N calls after the same
+warm-up; the difference over N is one call's instructions, start-up and imports cancelling
+out. Needs valgrind (Debian: `apt-get install -y valgrind`); about 10 s a size. Instructions
+are not time: orjson's vector code does more per instruction than the interpreter does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WARM_UP = 20
+
+PROGRAM = """
+import sys
+sys.path.insert(0, {root!r})
+from datetime import UTC, datetime
+import orjson
+from clinical import evaluate_json
+from sandbox.synthetic import bundle_bytes
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+data = bundle_bytes({n}, 0, NOW)
+for _ in range({warm_up}):
+    {call}
+for _ in range({calls}):
+    {call}
+"""
+
+CALLS = {"evaluate_json": "evaluate_json(data, now=NOW)", "orjson": "orjson.loads(data)"}
+
+
+def instructions(n: int, call: str, calls: int) -> int:
+    """Instructions of the whole program with `calls` timed calls (cachegrind's I refs)."""
+    program = PROGRAM.format(root=str(ROOT), n=n, warm_up=WARM_UP, calls=calls, call=call)
+    with tempfile.TemporaryDirectory() as folder:
+        done = subprocess.run(
+            ["valgrind", "--tool=cachegrind", "--cache-sim=no",
+             f"--cachegrind-out-file={folder}/out", sys.executable, "-c", program],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"valgrind failed:\n{done.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def per_call(n: int, call: str, calls: int) -> float:
+    return (instructions(n, call, calls) - instructions(n, call, 0)) / calls
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sizes", nargs="*", type=int, default=[10, 100, 1_000])
+    parser.add_argument("--calls", type=int, default=100, help="calls counted per size")
+    args = parser.parse_args(argv)
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is needed: apt-get install -y valgrind")
+    print(f"{'resources':>9}  {'orjson.loads':>14}  {'evaluate_json':>14}  ratio")
+    for n in args.sizes:
+        calls = max(5, args.calls * 100 // max(n, 100))  # fewer calls for larger patients
+        parse = per_call(n, CALLS["orjson"], calls)
+        evaluate = per_call(n, CALLS["evaluate_json"], calls)
+        print(
+            f"{n:>9,}  {parse / 1e6:>12.3f} M  {evaluate / 1e6:>12.3f} M  {evaluate / parse:.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
