@@ -54,7 +54,8 @@ PATIENT_TYPES = frozenset(
     }
 )
 MEDICATION_USERS = ("MedicationRequest", "MedicationStatement")
-COLUMNS = ("patient_id", "rule_id", "severity", "summary", "intent", "evidence")
+COLUMNS = ("patient_id", "rule_id", "severity", "summary", "intent", "evidence", "data_gaps")
+GAP_SEPARATOR = " | "  # between a finding's data gaps in CSV (each a sentence)
 EXPORT_SUFFIXES = (".ndjson", ".ndjson.gz")
 
 
@@ -307,9 +308,8 @@ def write_rows(
 
 
 def _csv_values(row: Row) -> list[str]:
-    return [
-        " ".join(row["evidence"]) if name == "evidence" else row[name] or "" for name in COLUMNS
-    ]
+    lists = {"evidence": " ", "data_gaps": GAP_SEPARATOR}
+    return [lists[name].join(row[name]) if name in lists else row[name] or "" for name in COLUMNS]
 
 
 def summary(read: ReadCounts, found: FindingCounts, bad_lines: int) -> list[str]:

@@ -119,7 +119,10 @@ def test_workers_give_the_rows_back_in_patient_order_across_chunks(export_dir: P
 
 def test_the_csv_has_a_header_and_every_column(export_dir: Path) -> None:
     result = run(str(export_dir), "--format", "csv")
-    assert result.stdout.splitlines()[0] == "patient_id,rule_id,severity,summary,intent,evidence"
+    assert (
+        result.stdout.splitlines()[0]
+        == "patient_id,rule_id,severity,summary,intent,evidence,data_gaps"
+    )
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     low = next(
         r for r in rows if r["rule_id"] == "estradiol-low" and "trt-low-e2" in r["patient_id"]
@@ -128,6 +131,26 @@ def test_the_csv_has_a_header_and_every_column(export_dir: Path) -> None:
     assert low["summary"].startswith("Estradiol 11 pg/mL")
     assert low["intent"] == "trt-modulation"
     assert "Observation/trt-low-e2-obs-harlan-e2-2026-10-19" in low["evidence"].split(" ")
+
+
+def test_a_finding_made_without_some_data_says_what_was_left_out(tmp_path: Path) -> None:
+    """An estradiol in a unit the rules cannot compare is left out of the judgement; the row
+    says so, as the card's detail does (CSV: the gaps joined by " | "; NDJSON: a list)."""
+    low_e2 = next(p for p in PATIENTS if p.key == "trt-low-e2")
+    resources = copy.deepcopy(bundle_resources(low_e2.bundle))
+    odd = {
+        **observation("e2-odd", "2243-4", 3, "U/mL"),
+        "subject": {"reference": f"Patient/{low_e2.patient_id}"},
+    }
+    export = write_export(tmp_path / "export", [*resources, odd])
+    rows = list(csv.DictReader(io.StringIO(run(str(export)).stdout)))
+    gaps = {r["rule_id"]: r["data_gaps"] for r in rows if r["patient_id"] == low_e2.patient_id}
+    assert "U/mL" in gaps["estradiol-low"] and "Observation/e2-odd" in gaps["estradiol-low"]
+    assert gaps["anastrozole-intent"] == ""
+    lines = run(str(export), "--format", "ndjson").stdout.splitlines()
+    by_rule = {row["rule_id"]: row for row in map(json.loads, lines)}
+    assert by_rule["estradiol-low"]["data_gaps"] == gaps["estradiol-low"].split(" | ")
+    assert by_rule["anastrozole-intent"]["data_gaps"] == []
 
 
 def test_ndjson_rows_are_json_objects_with_the_same_findings(export_dir: Path) -> None:
@@ -241,7 +264,9 @@ def test_resources_without_a_patient_or_of_other_types_are_counted(tmp_path: Pat
     result = run(str(export))
     assert result.exit_code == 0
     assert "1 of other types skipped, 1 without a patient" in result.stderr
-    assert result.stdout.splitlines() == ["patient_id,rule_id,severity,summary,intent,evidence"]
+    assert result.stdout.splitlines() == [
+        "patient_id,rule_id,severity,summary,intent,evidence,data_gaps"
+    ]
 
 
 @pytest.mark.parametrize(
