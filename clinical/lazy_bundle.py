@@ -41,16 +41,18 @@ from clinical.record import (
 from clinical.valuesets import ValueSets
 
 
-class _Coding(msgspec.Struct):
+# gc=False: these hold decoded JSON only, which has no reference cycles, so the collector
+# need not track them (msgspec's docs; -0.5% instructions at 100 resources).
+class _Coding(msgspec.Struct, gc=False):
     system: Any = None
     code: Any = None
 
 
-class _CodeableConcept(msgspec.Struct):
+class _CodeableConcept(msgspec.Struct, gc=False):
     coding: list[_Coding] | None = None
 
 
-class _Head(msgspec.Struct):
+class _Head(msgspec.Struct, gc=False):
     """What decides whether a resource is read; every other field is skipped undecoded. The
     code is kept as its raw bytes: a handful of codes recur across a long record, so each
     distinct text is decoded and judged once per read (`_Judge`)."""
@@ -61,12 +63,12 @@ class _Head(msgspec.Struct):
     valueCodeableConcept: Any = None  # rare: decoded only where present
 
 
-class _Entry(msgspec.Struct):
+class _Entry(msgspec.Struct, gc=False):
     resource: msgspec.Raw = msgspec.Raw(b"null")  # (msgspec has no `Raw | None`)
     fullUrl: Any = None
 
 
-class _Bundle(msgspec.Struct):
+class _Bundle(msgspec.Struct, gc=False):
     resourceType: Any = None
     entry: list[_Entry] | None = None
 
