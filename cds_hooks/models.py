@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from clinical.record import with_entry_id
+
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
@@ -146,7 +148,13 @@ class OrderSignContext(PatientViewContext):
         return value
 
     def draft_resources(self) -> list[dict[str, Any]]:
-        return [entry["resource"] for entry in self.draftOrders.get("entry", [])]
+        """The drafts, each named as the chart's resources are: one with no id by its entry's
+        urn:uuid fullUrl (a transaction-style Bundle), so an order that names its Medication
+        by fullUrl is read, and selections and evidence can name it."""
+        return [
+            with_entry_id(entry["resource"], entry.get("fullUrl"))
+            for entry in self.draftOrders.get("entry", [])
+        ]
 
 
 class OrderSelectContext(OrderSignContext):

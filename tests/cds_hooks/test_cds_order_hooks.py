@@ -137,3 +137,31 @@ def test_the_draft_replaces_the_same_order_from_the_chart(client: FlaskClient, k
     edited = draft(anastrozole("rx-1", dose_mg=1, per_week=7))
     cards = sign(client, keys, chart_prefetch(stored, trt_order()), edited)
     assert "dose-intent-mismatch" in topics(cards)
+
+
+def test_a_draft_with_no_id_is_named_by_its_urn_uuid_full_url(
+    client: FlaskClient, keys: Keys
+) -> None:
+    """A transaction-style draftOrders Bundle: the new order and its Medication have no ids,
+    and the order names the drug by the Medication entry's fullUrl."""
+    order = draft(anastrozole("unused", dose_mg=1, per_week=7))
+    del order["id"]
+    medication = {"resourceType": "Medication", "code": order.pop("medicationCodeableConcept")}
+    order["medicationReference"] = {"reference": "urn:uuid:5be1e3a0"}
+    draft_orders = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"fullUrl": "urn:uuid:9f3c", "resource": order},
+            {"fullUrl": "urn:uuid:5be1e3a0", "resource": medication},
+        ],
+    }
+    body = hook_body(
+        "order-select",
+        prefetch=chart_prefetch(trt_order()),
+        draftOrders=draft_orders,
+        selections=["MedicationRequest/9f3c"],
+    )
+    response = call(client, keys, ORDER_SELECT, body)
+    assert response.status_code == 200, response.json
+    assert {"anastrozole-intent", "dose-intent-mismatch"} <= topics(response.json["cards"])
