@@ -20,8 +20,14 @@ MODULATION = (Intent.TRT_MODULATION, Intent.FERTILITY)
 
 
 def estradiol_low(record: PatientRecord, settings: Settings, now: datetime) -> list[Finding]:
+    # Men only: the floor, the target band and the critical cut-off are male numbers (the
+    # TRT target; LC-MS/MS adult male range 10-42 pg/mL; MrOS, older men). Below 20 pg/mL is
+    # usual after menopause; a woman with a modulation intent gets dose-intent-mismatch's
+    # "check the indication" instead.
+    if record.sex.value != "male":
+        return []
     assessment = infer_intent(record, now)
-    if assessment is None or assessment.intent not in MODULATION or record.sex.value is None:
+    if assessment is None or assessment.intent not in MODULATION:
         return []
     course = assessment.course
     # A draft order is judged on the estradiol it would start from; a running course on

@@ -88,6 +88,18 @@ def test_low_estradiol_is_not_flagged_when_intent_is_unclear() -> None:
     assert run(estradiol_low, [woman(), anastrozole(), estradiol(3)]) == []
 
 
+@pytest.mark.parametrize("sex_parameter", [None, "female-typical"])
+def test_low_estradiol_is_not_judged_by_the_male_floor_in_a_woman(
+    sex_parameter: str | None,
+) -> None:
+    """A woman of 65 on testosterone and anastrozole (TRT intent): 8 pg/mL is a usual
+    postmenopausal value; the 20 and 10 pg/mL cut-offs are male numbers."""
+    resources = trt_man(estradiol(8))
+    resources[0] = woman(age=65, sex_parameter=sex_parameter)
+    assert run(estradiol_low, resources) == []
+    assert run(estradiol_low, trt_man(estradiol(8))) != []  # the same data in a man
+
+
 @pytest.mark.parametrize("gender", ["unknown", "other", None])
 def test_low_estradiol_is_withheld_when_sex_is_undetermined(gender: str | None) -> None:
     resources = trt_man(estradiol(11))
