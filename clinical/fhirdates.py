@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from calendar import monthrange
+from datetime import UTC, date, datetime, time
 from typing import Any
+
+# Before this year a date is a placeholder ("0001-01-01" for "no date"), not a date of care;
+# read as absent, it also keeps date arithmetic (start - a window) in range.
+_EARLIEST_YEAR = 1850
 
 
 def parse_fhir_datetime(value: Any) -> datetime | None:
@@ -20,7 +25,25 @@ def parse_fhir_datetime(value: Any) -> datetime | None:
             parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
+    if parsed.year < _EARLIEST_YEAR:
+        return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_fhir_period_end(value: Any) -> datetime | None:
+    """The end of a FHIR Period: a date or partial date is the whole day, month or year, so
+    it ends at that span's last instant ("2025-06" ends on 30 June, not 1 June). A dateTime
+    is its own instant."""
+    start = parse_fhir_datetime(value)
+    if start is None or len(value) > 10:
+        return start
+    if len(value) == 4:
+        last_day = date(start.year, 12, 31)
+    elif len(value) == 7:
+        last_day = date(start.year, start.month, monthrange(start.year, start.month)[1])
+    else:
+        last_day = start.date()
+    return datetime.combine(last_day, time.max, tzinfo=UTC)
 
 
 def parse_fhir_date(value: Any) -> date | None:

@@ -9,12 +9,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import cache
 from typing import Any, Literal, NamedTuple
 
 from clinical.dosage import NO_DOSE, Dose, parse_dosage
-from clinical.fhirdates import age_in_years, as_aware, parse_fhir_date, parse_fhir_datetime
+from clinical.fhirdates import (
+    age_in_years,
+    as_aware,
+    parse_fhir_date,
+    parse_fhir_datetime,
+    parse_fhir_period_end,
+)
 from clinical.units import KIND_OF_VALUESET, canonical_unit, normalise
 from clinical.valuesets import ValueSets, load
 
@@ -92,6 +98,12 @@ _ORDER_STATUS = frozenset({"active", "on-hold", "draft"})
 _UNREADABLE = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 
 _VALUE_STRING = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d+(?:[.,]\d+)?)\s*(.*?)\s*$")
+# An abnormal flag some labs append to a result written as text ("12.0 pg/mL (L)", "55 H",
+# "3 pg/mL *"): not part of the unit.
+_RESULT_FLAG = re.compile(r"(?:\s+\(?(?:HH|LL|H|L|A)\)?|\s*\*+)$")
+# A result dated more than this after "now" is not a result yet (a typing error, or a clock
+# or time zone off): left out and said, rather than taken as the newest.
+_FUTURE_LEEWAY = timedelta(days=1)
 _STRENGTH_MG = re.compile(r"(\d+(?:\.\d+)?)\s*MG(?![A-Z/])", re.IGNORECASE)
 
 
@@ -350,6 +362,7 @@ def with_entry_id(resource: dict[str, Any], full_url: Any) -> dict[str, Any]:
 class _Reader:
     def __init__(self, now: datetime, valuesets: ValueSets) -> None:
         self.now = now
+        self.latest_date = now + _FUTURE_LEEWAY
         self.vs = valuesets
         self.record = PatientRecord(as_of=now)
         self.by_ref: dict[str, dict[str, Any]] = {}
@@ -532,7 +545,7 @@ class _Reader:
             elif part.get("url") == "period":
                 period = part.get("valuePeriod") or {}
                 start = parse_fhir_datetime(period.get("start"))
-                end = parse_fhir_datetime(period.get("end"))
+                end = parse_fhir_period_end(period.get("end"))
                 if (start and start > self.now) or (end and end < self.now):
                     return None
         return value
@@ -605,10 +618,23 @@ class _Reader:
         if when is None:
             self.gap(f"{ref} has no date and was left out")
             return
+        if when > self.latest_date:
+            self.lab_gap(
+                groups,
+                f"{name or code_label} ({ref}) is dated {when.date().isoformat()}, after today, "
+                "and was left out",
+            )
+            return
         result = self.lab_value(resource, groups, code_label, name, when, str(status or ""), ref)
         self.add_lab(groups, result, ref)
         if "dxa-bmd-observations" in groups or "dxa-tscore" in groups:
             self.record.dexa.append(Event(groups, name, when, str(status or ""), ref))
+
+    def lab_gap(self, groups: frozenset[str], gap: str) -> None:
+        """A result left out, said in the record's gaps and in those of its value sets."""
+        self.gap(gap)
+        for group in groups:
+            self.record.gaps_by_valueset.setdefault(group, []).append(gap)
 
     def add_lab(self, groups: frozenset[str], result: LabResult, ref: str) -> None:
         key = (ref, result.code, result.date)
@@ -647,7 +673,7 @@ class _Reader:
             if match:
                 comparator = match.group(1)
                 number = float(match.group(2).replace(",", "."))
-                unit = match.group(3)
+                unit = _RESULT_FLAG.sub("", match.group(3))
         elif isinstance(resource.get("valueInteger"), int):
             number = float(resource["valueInteger"])
         method = resource.get("method")
@@ -679,9 +705,7 @@ class _Reader:
                 f"{name or code_label} {_sent_text(sent)} on {when.date().isoformat()} ({ref}) "
                 f"was left out: unit {unit or '(none)'!r} is not one the rules can compare"
             )
-            self.gap(gap)
-            for group in groups:
-                self.record.gaps_by_valueset.setdefault(group, []).append(gap)
+            self.lab_gap(groups, gap)
             return LabResult(
                 code_label,
                 name,
@@ -755,7 +779,8 @@ class _Reader:
 
     def medication(self, resource: dict[str, Any]) -> None:
         status = str(resource.get("status") or "")
-        if status in _IGNORED_MED_STATUS:
+        # doNotPerform: an order that the drug NOT be given (FHIR R4 MedicationRequest).
+        if status in _IGNORED_MED_STATUS or resource.get("doNotPerform") is True:
             return
         concept, medication = self.medication_concept(resource)
         groups = self.groups(concept, DRUG_VALUESETS)
@@ -826,7 +851,7 @@ class _Reader:
         if is_statement:
             period = resource.get("effectivePeriod")
             if isinstance(period, dict):
-                return parse_fhir_datetime(period.get("start")), parse_fhir_datetime(
+                return parse_fhir_datetime(period.get("start")), parse_fhir_period_end(
                     period.get("end")
                 )
             return parse_fhir_datetime(resource.get("effectiveDateTime")), None
@@ -843,7 +868,7 @@ class _Reader:
             or parse_fhir_datetime(validity.get("start"))
             or parse_fhir_datetime(resource.get("authoredOn"))
         )
-        end = parse_fhir_datetime(bounds.get("end")) or parse_fhir_datetime(validity.get("end"))
+        end = parse_fhir_period_end(bounds.get("end")) or parse_fhir_period_end(validity.get("end"))
         return start, end
 
     def reasons(self, resource: dict[str, Any]) -> tuple[frozenset[str], str, tuple[str, ...]]:
@@ -925,7 +950,7 @@ class _Reader:
 
     def service_request(self, resource: dict[str, Any]) -> None:
         status = resource.get("status")
-        if status not in _ORDER_STATUS:
+        if status not in _ORDER_STATUS or resource.get("doNotPerform") is True:
             return
         code = resource.get("code")
         groups = self.groups(code, ORDERABLE_VALUESETS)

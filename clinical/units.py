@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 # Factors to the canonical unit, by the unit as labs send it (UCUM code or common text),
 # compared case-insensitively with spaces removed.
 # Estradiol: 1 pg/mL = 3.671 pmol/L (MW 272.38); 1 ng/L = 1 pg/mL.
@@ -43,11 +45,18 @@ def canonical_unit(kind: str) -> str:
     return _CONVERSIONS[kind][0]
 
 
+# A UCUM annotation ("pg/mL{calc}") names what was measured, not the unit: UCUM 4.4 says
+# it does not change the unit's meaning.
+_ANNOTATION = re.compile(r"\{[^{}]*\}")
+
+
 def normalise(kind: str, value: float, unit: str | None) -> float | None:
     """The value in the kind's canonical unit, or None when the unit is not one we know."""
     factors = _CONVERSIONS[kind][1]
     key = (unit or "").replace(" ", "").lower()
     factor = factors.get(key)
+    if factor is None and "{" in key:
+        factor = factors.get(_ANNOTATION.sub("", key))
     if factor is None:
         return None
     return value * factor

@@ -461,3 +461,81 @@ def test_a_result_named_by_an_absolute_reference_takes_its_reports_date(referenc
     }
     result = build_record([report, estradiol], NOW).latest("estradiol-serum")
     assert result is not None and result.date.date().isoformat() == "2026-08-15"
+
+
+@pytest.mark.parametrize("end", ["2026-11", "2026-11-01", "2026"])
+def test_a_course_ending_on_a_date_runs_to_the_end_of_that_day_month_or_year(end: str) -> None:
+    """A FHIR date is a whole day (or month, or year): a course that ends "2026-11-01" is
+    still running at noon that day."""
+    order = anastrozole(dispenseRequest={"validityPeriod": {"start": "2026-01-10", "end": end}})
+    assert build_record([order], NOW).current_courses("anastrozole") != []
+
+
+def test_a_course_that_ended_the_day_before_is_over() -> None:
+    order = anastrozole(dispenseRequest={"validityPeriod": {"end": "2026-10-31"}})
+    assert build_record([order], NOW).current_courses("anastrozole") == []
+
+
+def test_a_placeholder_date_of_year_one_is_read_as_no_date() -> None:
+    """ "0001-01-01" stands for "no date" in some exports; read as a date it broke the date
+    arithmetic of the rules."""
+    order = anastrozole(authoredOn="0001-01-01")
+    (course,) = build_record([order], NOW).current_courses("anastrozole")
+    assert course.start is None
+
+
+def test_an_order_not_to_give_the_drug_is_not_a_course() -> None:
+    assert build_record([anastrozole(doNotPerform=True)], NOW).courses("anastrozole") == []
+
+
+def test_an_order_not_to_do_a_test_is_not_an_open_order() -> None:
+    order = {
+        "resourceType": "ServiceRequest",
+        "id": "no-dxa",
+        "status": "active",
+        "intent": "order",
+        "doNotPerform": True,
+        "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "77080"}]},
+        "authoredOn": "2026-10-01",
+    }
+    assert build_record([order], NOW).open_orders("dxa-procedure") == []
+
+
+@pytest.mark.parametrize("unit", ["pg/mL{calc}", "pg/mL {LC-MS/MS}"])
+def test_a_ucum_annotation_does_not_change_the_unit(unit: str) -> None:
+    result = build_record([estradiol(valueQuantity={"value": 12, "code": unit})], NOW)
+    (read,) = result.results("estradiol-serum")
+    assert read.value == 12 and read.unit == "pg/mL"
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("12.0 pg/mL (L)", 12), ("44 pmol/L L", 44 / 3.671), ("9 pg/mL *", 9)]
+)
+def test_an_abnormal_flag_after_a_text_result_is_not_part_of_its_unit(
+    text: str, value: float
+) -> None:
+    (read,) = build_record([estradiol(valueQuantity=None, valueString=text)], NOW).results(
+        "estradiol-serum"
+    )
+    assert read.value == pytest.approx(value)
+
+
+def test_a_pmol_per_litre_text_result_keeps_its_unit() -> None:
+    (read,) = build_record([estradiol(valueQuantity=None, valueString="44 pmol/L")], NOW).results(
+        "estradiol-serum"
+    )
+    assert read.value == pytest.approx(44 / 3.671)
+
+
+def test_a_result_dated_after_today_is_left_out_and_said() -> None:
+    future = estradiol("e2-future", effectiveDateTime="2027-05-01")
+    record = build_record([estradiol(), future], NOW)
+    assert [r.ref for r in record.results("estradiol-serum")] == ["Observation/e2"]
+    assert any(
+        "e2-future" in gap and "after today" in gap for gap in record.gaps_for("estradiol-serum")
+    )
+
+
+def test_a_result_later_today_in_another_time_zone_is_kept() -> None:
+    later = estradiol("e2-later", effectiveDateTime="2026-11-01T20:00:00-05:00")  # 01:00 UTC
+    assert build_record([later], NOW).results("estradiol-serum") != []
