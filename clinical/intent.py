@@ -47,13 +47,13 @@ class IntentAssessment:
 
 
 def therapy_start(record: PatientRecord) -> tuple[datetime | None, bool]:
-    """When anastrozole began: the earliest running course. A draft renewing or changing a
-    running course is not a new start; a draft with nothing running starts now."""
-    current = record.current_courses("anastrozole")
-    starts = [c.start for c in current if c.start is not None and not c.is_draft]
-    if starts:
-        return min(starts), False
-    if any(c.is_draft for c in current):
+    """When anastrozole began (`PatientRecord.therapy_start`: a renewal does not restart the
+    clock). A draft renewing or changing a running course is not a new start; a draft with
+    nothing running starts now."""
+    start = record.therapy_start("anastrozole")
+    if start is not None:
+        return start, False
+    if any(c.is_draft for c in record.current_courses("anastrozole")):
         return record.as_of, True
     return None, False
 

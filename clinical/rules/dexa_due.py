@@ -32,8 +32,10 @@ def dexa_due(record: PatientRecord, settings: Settings, now: datetime) -> list[F
     courses = record.current_courses("aromatase-inhibitors")
     if not courses or record.open_orders("dxa-procedure"):
         return []
-    starts = [course.start for course in courses if course.start]
-    start = min(starts) if starts else None
+    # When the AI began (a renewal does not restart it); a draft with nothing running starts now.
+    start = record.therapy_start("aromatase-inhibitors")
+    if start is None and any(course.is_draft for course in courses):
+        start = now
     t_score = lowest_recent_t_score(record)
     low_bone_mass = bool(record.conditions_in("osteopenia")) or (
         t_score is not None and t_score[0] <= settings.low_bone_mass_t_score
@@ -72,7 +74,7 @@ def dexa_due(record: PatientRecord, settings: Settings, now: datetime) -> list[F
         f"On {', '.join(course.name for course in courses)}"
         + (
             f" for {months(exposure)} months"
-            if exposure is not None and not courses[0].is_draft
+            if exposure is not None and exposure.days > 0 and not courses[0].is_draft
             else ""
         ),
         f"DXA: {reason}; due every {months(interval)} months"

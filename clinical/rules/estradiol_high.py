@@ -24,8 +24,11 @@ def estradiol_high(record: PatientRecord, settings: Settings, now: datetime) -> 
     testosterone = record.current_courses("testosterone-products")
     if not testosterone:
         return []
-    starts = [course.start for course in testosterone if course.start]
-    since = min(starts) if starts else now - settings.estradiol_interval
+    # Results since the testosterone began (a renewal does not restart it); a draft starts now.
+    start = record.therapy_start("testosterone-products")
+    if start is None and any(course.is_draft for course in testosterone):
+        start = now
+    since = start or now - settings.estradiol_interval
     latest = record.latest("estradiol-serum", since=since)
     if latest is None or latest.is_above(settings.estradiol_ceiling_pg_ml) is not True:
         return []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -272,3 +273,46 @@ def test_a_draft_anastrozole_is_the_course_judged() -> None:
 )
 def test_no_assessment_without_current_anastrozole(resources: list[dict[str, Any]]) -> None:
     assert infer_intent(build_record(resources, NOW), NOW) is None
+
+
+# -- When therapy began: a renewal written as a new order does not restart it ---------------
+
+
+def _renewal(*earlier: dict[str, Any]) -> list[dict[str, Any]]:
+    """A man on TRT whose anastrozole was renewed 20 days ago as a new order."""
+    return [man(), trt_course(), *earlier, anastrozole(rid="renewal", start=ago(20))]
+
+
+def test_a_closed_course_that_ran_up_to_the_renewal_keeps_the_start() -> None:
+    closed = anastrozole(rid="first", status="completed", start=ago(380), end=ago(30)[:10])
+    assert build_record(_renewal(closed), NOW).therapy_start("anastrozole") == NOW - timedelta(
+        days=380
+    )
+
+
+def test_a_chain_of_yearly_orders_with_no_end_recorded_is_one_therapy() -> None:
+    """Each order closed when the next was written, none with an end: each is taken to run at
+    most a year, and each next one started within it."""
+    chain = [
+        anastrozole(rid=f"year-{n}", status=status, start=ago(20 + 340 * n))
+        for n, status in ((1, "completed"), (2, "stopped"), (3, "completed"))
+    ]
+    assert build_record(_renewal(*chain), NOW).therapy_start("anastrozole") == NOW - timedelta(
+        days=1040
+    )
+
+
+def test_a_course_that_ended_long_before_the_new_one_is_another_therapy() -> None:
+    """Stopped 200 days before the new order: more than a 90-day gap, so therapy restarted."""
+    old = anastrozole(rid="old", status="stopped", start=ago(600), end=ago(220)[:10])
+    assert build_record(_renewal(old), NOW).therapy_start("anastrozole") == NOW - timedelta(days=20)
+
+
+def test_an_order_with_no_end_over_a_year_before_the_new_one_is_another_therapy() -> None:
+    old = anastrozole(rid="old", status="completed", start=ago(500))
+    assert build_record(_renewal(old), NOW).therapy_start("anastrozole") == NOW - timedelta(days=20)
+
+
+def test_nothing_running_means_no_therapy_start() -> None:
+    old = anastrozole(status="completed", start=ago(100))
+    assert build_record([man(), old], NOW).therapy_start("anastrozole") is None

@@ -16,6 +16,7 @@ from tests.clinical.rules.builders import (
     LOINC,
     OSTEOPENIA,
     ago,
+    ahead,
     anastrozole,
     anastrozole_daily,
     condition,
@@ -194,3 +195,14 @@ def test_evidence_points_at_the_ai_course_and_the_last_dxa() -> None:
     )
     assert finding.evidence == ("MedicationRequest/ana", "Procedure/dxa-2024")
     assert finding.intent is Intent.ONCOLOGY_SUPPRESSION
+
+
+def test_a_renewal_written_as_a_new_order_does_not_ask_for_a_new_baseline() -> None:
+    first = anastrozole_daily(rid="first", status="completed", start=ago(400), end=ago(25)[:10])
+    resources = oncology_woman(dxa(300), first, ana=anastrozole_daily(start=ago(20)))
+    assert run(dexa_due, resources) == []
+
+
+def test_a_future_dated_course_does_not_say_a_negative_time_on_it() -> None:
+    finding = fires(dexa_due, oncology_woman(ana=anastrozole_daily(start=ahead(60))))
+    assert "months" not in finding.detail.split("\n")[0]

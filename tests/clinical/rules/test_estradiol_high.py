@@ -8,6 +8,7 @@ from clinical.finding import Intent, Severity
 from clinical.rules.estradiol_high import estradiol_high
 from clinical.settings import Settings
 from tests.clinical.rules.builders import (
+    ago,
     estradiol,
     fires,
     man,
@@ -104,3 +105,9 @@ def test_a_site_ceiling_of_60_silences_an_estradiol_of_55() -> None:
 def test_evidence_points_at_the_estradiol_and_the_testosterone() -> None:
     finding = fires(estradiol_high, on_testosterone_only(estradiol(55, rid="e2-high")))
     assert finding.evidence == ("Observation/e2-high", "MedicationRequest/trt")
+
+
+def test_a_testosterone_renewal_written_as_a_new_order_does_not_restart_the_clock() -> None:
+    first = trt_course(rid="trt-first", status="completed", start=ago(400), end=ago(25)[:10])
+    resources = [man(), first, trt_course(start=ago(20)), estradiol(55, days_ago=30)]
+    assert "55 pg/mL" in fires(estradiol_high, resources).summary

@@ -159,3 +159,11 @@ def test_fertility_detail_gives_the_testosterone_to_estradiol_ratio_of_the_same_
     same_day = lab(TESTOSTERONE_TOTAL, 300, "ng/dL", rid="t", when=ago(30))
     finding = fires(estradiol_low, fertility_man(estradiol(12, days_ago=30), same_day))
     assert "T/E2 ratio 25" in finding.detail
+
+
+def test_a_renewal_written_as_a_new_order_does_not_hide_results_drawn_on_therapy() -> None:
+    """The first order closed when the renewal was written 20 days ago: therapy did not
+    restart, so the estradiol 30 days ago was drawn on it."""
+    first = anastrozole(rid="first", status="completed", start=ago(400), end=ago(25)[:10])
+    resources = trt_man(estradiol(12, days_ago=30), first, ana=anastrozole(start=ago(20)))
+    assert "12 pg/mL" in fires(estradiol_low, resources).summary
