@@ -303,8 +303,16 @@ class PatientRecord:
         dated = [event for event in self.dexa if event.date is not None]
         return max(dated, key=lambda event: event.date or self.as_of) if dated else None
 
-    def open_orders(self, group: str) -> list[Event]:
-        return [order for order in self.orders if group in order.groups]
+    def open_orders(self, group: str, since: datetime | None = None) -> list[Event]:
+        """Active or draft orders of a group; with `since`, only those written on or after
+        it (or undated): an order left open for longer than a test's interval is not one
+        that is still coming, and must not silence its reminder for ever."""
+        return [
+            order
+            for order in self.orders
+            if group in order.groups
+            and (since is None or order.date is None or order.date >= since)
+        ]
 
     def gaps_for(self, *valuesets: str) -> list[str]:
         """What was left out of these value sets' results, and why."""

@@ -30,7 +30,7 @@ def lowest_recent_t_score(record: PatientRecord) -> tuple[float, str] | None:
 
 def dexa_due(record: PatientRecord, settings: Settings, now: datetime) -> list[Finding]:
     courses = record.current_courses("aromatase-inhibitors")
-    if not courses or record.open_orders("dxa-procedure"):
+    if not courses:
         return []
     # When the AI began (a renewal does not restart it); a draft with nothing running starts now.
     start = record.therapy_start("aromatase-inhibitors")
@@ -41,6 +41,8 @@ def dexa_due(record: PatientRecord, settings: Settings, now: datetime) -> list[F
         t_score is not None and t_score[0] <= settings.low_bone_mass_t_score
     )
     interval = settings.dexa_interval_low_bone_mass if low_bone_mass else settings.dexa_interval
+    if record.open_orders("dxa-procedure", since=now - interval):
+        return []
     last = record.last_dexa()
     reason = monitoring_gap(
         last.date if last else None,

@@ -25,7 +25,7 @@ def estradiol_monitoring_due(
     assessment = infer_intent(record, now)
     if assessment is None or assessment.intent not in MODULATION:
         return []
-    if record.open_orders("estradiol-serum"):
+    if record.open_orders("estradiol-serum", since=now - settings.estradiol_interval):
         return []  # already ordered
     course = assessment.course
     start = None if assessment.new_start else assessment.therapy_start

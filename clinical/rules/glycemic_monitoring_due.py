@@ -22,7 +22,8 @@ def glycemic_monitoring_due(
     assessment = infer_intent(record, now)
     if assessment is None or assessment.intent not in MODULATION:
         return []
-    if record.open_orders("hba1c") or record.open_orders("glucose-fasting"):
+    since = now - settings.glycemic_interval
+    if record.open_orders("hba1c", since) or record.open_orders("glucose-fasting", since):
         return []
     last = record.latest_done("hba1c", "glucose-fasting")
     reason = monitoring_gap(

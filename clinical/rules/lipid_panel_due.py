@@ -17,7 +17,9 @@ SOURCE = "Arimidex PI 5.3: total cholesterol increases, consider cholesterol mon
 
 def lipid_panel_due(record: PatientRecord, settings: Settings, now: datetime) -> list[Finding]:
     assessment = infer_intent(record, now)
-    if assessment is None or record.open_orders("lipid-panel"):
+    if assessment is None or record.open_orders(
+        "lipid-panel", since=now - settings.lipid_panel_interval
+    ):
         return []
     course = assessment.course
     last = record.latest_done("lipid-panel-evidence")

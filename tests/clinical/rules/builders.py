@@ -386,7 +386,9 @@ def dxa(days_ago: float, *, rid: str = "dxa") -> Resource:
     return procedure(DXA, rid=rid, days_ago=days_ago)
 
 
-def service_request(code: Code, *, rid: str, status: str = "active") -> Resource:
+def service_request(
+    code: Code, *, rid: str, status: str = "active", days_ago: float = 3
+) -> Resource:
     return {
         "resourceType": "ServiceRequest",
         "id": rid,
@@ -394,12 +396,12 @@ def service_request(code: Code, *, rid: str, status: str = "active") -> Resource
         "intent": "order",
         "code": concept(code),
         "subject": {"reference": "Patient/pt"},
-        "authoredOn": ago(3),
+        "authoredOn": ago(days_ago),
     }
 
 
-def lab_order(loinc: str, *, rid: str, status: str = "active") -> Resource:
-    return service_request((LOINC, loinc, loinc), rid=rid, status=status)
+def lab_order(loinc: str, *, rid: str, status: str = "active", days_ago: float = 3) -> Resource:
+    return service_request((LOINC, loinc, loinc), rid=rid, status=status, days_ago=days_ago)
 
 
 # -- Whole small patients --------------------------------------------------------------------

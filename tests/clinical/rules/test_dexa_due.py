@@ -206,3 +206,11 @@ def test_a_renewal_written_as_a_new_order_does_not_ask_for_a_new_baseline() -> N
 def test_a_future_dated_course_does_not_say_a_negative_time_on_it() -> None:
     finding = fires(dexa_due, oncology_woman(ana=anastrozole_daily(start=ahead(60))))
     assert "months" not in finding.detail.split("\n")[0]
+
+
+def test_a_dxa_order_left_open_longer_than_the_interval_no_longer_silences_it() -> None:
+    """An order written 3 years ago and never done is not a scan still coming."""
+    order = service_request(DXA, rid="dxa-order", days_ago=1100)
+    assert "none on record" in fires(dexa_due, oncology_woman(order)).summary
+    recent = service_request(DXA, rid="dxa-order", days_ago=200)
+    assert run(dexa_due, oncology_woman(recent)) == []

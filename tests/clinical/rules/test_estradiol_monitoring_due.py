@@ -13,6 +13,7 @@ from tests.clinical.rules.builders import (
     estradiol,
     fertility_man,
     fires,
+    lab_order,
     oncology_woman,
     patient,
     run,
@@ -130,3 +131,10 @@ def test_a_site_interval_of_30_days_makes_a_60_day_old_estradiol_due() -> None:
 def test_evidence_points_at_the_anastrozole_and_the_last_usable_estradiol() -> None:
     finding = fires(estradiol_monitoring_due, trt_man(estradiol(25, rid="e2-june", days_ago=150)))
     assert finding.evidence == ("MedicationRequest/ana", "Observation/e2-june")
+
+
+def test_an_estradiol_ordered_within_the_interval_silences_it_and_an_older_order_does_not() -> None:
+    recent = lab_order("2243-4", rid="e2-order", days_ago=10)
+    assert run(estradiol_monitoring_due, trt_man(recent)) == []
+    stale = lab_order("2243-4", rid="e2-order", days_ago=120)
+    assert run(estradiol_monitoring_due, trt_man(stale)) != []

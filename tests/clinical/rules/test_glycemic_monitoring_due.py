@@ -105,3 +105,8 @@ def test_a_site_interval_of_180_days_makes_a_200_day_old_hba1c_due() -> None:
 def test_evidence_points_at_the_anastrozole_and_the_stale_result() -> None:
     finding = fires(glycemic_monitoring_due, trt_man(hba1c(400, rid="a1c-2025")))
     assert finding.evidence == ("MedicationRequest/ana", "Observation/a1c-2025")
+
+
+def test_an_hba1c_order_left_open_over_a_year_no_longer_silences_the_reminder() -> None:
+    stale = lab_order("4548-4", rid="order", days_ago=400)
+    assert run(glycemic_monitoring_due, trt_man(stale)) != []

@@ -124,3 +124,8 @@ def test_evidence_points_at_the_anastrozole_and_the_stale_panel() -> None:
         lipid_panel_due, oncology_woman(lipids(400, rid="lipids-2025"), ana=LONG_COURSE)
     )
     assert finding.evidence == ("MedicationRequest/ana", "Observation/lipids-2025")
+
+
+def test_a_lipid_order_left_open_over_a_year_no_longer_silences_the_reminder() -> None:
+    stale = lab_order(LIPID_PANEL, rid="lipid-order", days_ago=400)
+    assert run(lipid_panel_due, oncology_woman(stale)) != []
