@@ -24,7 +24,7 @@ from clinical.finding import Finding, Intent, Severity
 from clinical.intent import infer_intent
 from clinical.record import LabResult, PatientRecord, format_number, iter_resources
 from clinical.rules.dexa_due import lowest_recent_t_score
-from clinical.rules.liver_panel_due import last_liver_panel
+from clinical.rules.liver_panel_due import TRANSAMINASES, last_liver_panel, transaminase
 from clinical.settings import Settings
 from smartapp.chart import TrendChart, trend_chart
 
@@ -241,6 +241,16 @@ def _values(results: list[LabResult], names: dict[str, str]) -> str:
     return " · ".join(shown)
 
 
+def _transaminase_values(results: list[LabResult]) -> str:
+    """ "ALT 24 U/L · AST 21 U/L": the first of each, whichever LOINC method coded it."""
+    shown: dict[str, str] = {}
+    for result in results:
+        short = transaminase(result)
+        if short is not None:
+            shown.setdefault(short, f"{short} {result.shown()}")
+    return " · ".join(shown[short] for short in TRANSAMINASES.values() if short in shown)
+
+
 def _monitoring(
     record: PatientRecord, findings: dict[str, Finding], settings: Settings, now: datetime
 ) -> tuple[MonitoringItem, ...]:
@@ -280,7 +290,7 @@ def _monitoring(
     liver_text = ""
     if last_liver is not None:
         same_day = _same_day(record.results("liver-transaminases"), last_liver.date)
-        liver_text = _values(same_day, {"1742-6": "ALT", "1920-8": "AST"}) or "panel done"
+        liver_text = _transaminase_values(same_day) or "panel done"
     items.append(
         _item(
             "liver",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from clinical.record import LabResult, MedicationCourse, PatientRecord
+from clinical.record import LabResult, MedicationCourse
 
 _AROMATASE_INHIBITORS = ("anastrozole", "letrozole", "exemestane")
 
@@ -44,18 +44,6 @@ def monitoring_gap(
     if start is not None and baseline_window is not None and last < start - baseline_window:
         return f"none at the start of therapy on {day(start)} (last on {day(last)})"
     return None
-
-
-def newest_pair(record: PatientRecord, valueset: str, codes: tuple[str, str]) -> LabResult | None:
-    """Of the newest result of each test (e.g. ALT and AST), the older: by its date both
-    had been done at least once. None when one of them never was."""
-    newest = []
-    for code in codes:
-        result = next((r for r in record.results(valueset) if r.code.endswith(code)), None)
-        if result is None:
-            return None
-        newest.append(result)
-    return min(newest, key=lambda result: result.date)
 
 
 def lab_line(result: LabResult) -> str:

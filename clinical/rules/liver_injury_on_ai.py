@@ -8,6 +8,7 @@ from clinical.finding import Finding, Severity
 from clinical.intent import infer_intent
 from clinical.record import LabResult, PatientRecord, format_number
 from clinical.rules.common import detail, fit, lab_line
+from clinical.rules.liver_panel_due import newest_transaminases
 from clinical.settings import Settings
 
 RULE_ID = "liver-injury-on-ai"
@@ -25,27 +26,20 @@ def liver_injury_on_ai(record: PatientRecord, settings: Settings, now: datetime)
     course = assessment.course
     start = assessment.therapy_start
     since = now - settings.liver_panel_interval if assessment.new_start or not start else start
-    worst: tuple[float, LabResult, float] | None = None  # (multiple of ULN, result, ULN)
-    for code in ("1742-6", "1920-8"):  # ALT, AST
-        result = next(
-            (
-                r
-                for r in record.results("liver-transaminases")
-                if r.code.endswith(code) and r.value is not None
-            ),
-            None,
-        )
-        if result is None or result.date < since or result.value is None:
+    # (multiple of ULN, result, ULN, "ALT" or "AST")
+    worst: tuple[float, LabResult, float, str] | None = None
+    for short, result in newest_transaminases(record, with_value=True).items():
+        if result.date < since or result.value is None:
             continue
         uln = result.reference_high or settings.transaminase_uln_u_l
         multiple = result.value / uln
         if multiple > settings.transaminase_injury_multiple and (
             worst is None or multiple > worst[0]
         ):
-            worst = (multiple, result, uln)
+            worst = (multiple, result, uln, short)
     if worst is None:
         return []
-    multiple, result, uln = worst
+    multiple, result, uln, short = worst
     bilirubin = record.latest("bilirubin-total", since=result.date - _SAME_DRAW)
     bilirubin_uln = (
         bilirubin.reference_high or settings.bilirubin_uln_mg_dl
@@ -58,7 +52,6 @@ def liver_injury_on_ai(record: PatientRecord, settings: Settings, now: datetime)
         and bilirubin.value > settings.bilirubin_hy_multiple * bilirubin_uln
     )
     analyte = result.name.split()[0] if result.name else "Transaminase"
-    short = "ALT" if result.code.endswith("1742-6") else "AST"
     if hy and bilirubin is not None:
         summary = fit(
             f"{short} {result.shown()} ({multiple:.1f}x ULN) and bilirubin {bilirubin.shown()} "

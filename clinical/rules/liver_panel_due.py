@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 
 from clinical import orders
 from clinical.finding import Finding, Severity
 from clinical.intent import infer_intent
 from clinical.record import LabResult, PatientRecord
-from clinical.rules.common import detail, monitoring_gap, months, newest_pair
+from clinical.rules.common import detail, monitoring_gap, months
 from clinical.settings import Settings
+from clinical.valuesets import load
 
 RULE_ID = "liver-panel-due"
 SOURCE = (
@@ -17,7 +19,35 @@ SOURCE = (
     "(AI-associated NAFLD): periodic liver panel on long-term use; site policy, not a label requirement"
 )
 _PANEL = "24325-3"
-_ALT_AST = ("1742-6", "1920-8")
+# The value sets that tell the two transaminases apart, and what a card calls each.
+TRANSAMINASES = {"alt": "ALT", "ast": "AST"}
+
+
+@cache
+def _transaminase_of_code() -> dict[str, str]:
+    valuesets = load()
+    return {
+        coding.code: short
+        for name, short in TRANSAMINASES.items()
+        for coding in valuesets.codes(name)
+    }
+
+
+def transaminase(result: LabResult) -> str | None:
+    """ "ALT" or "AST" for a liver-transaminases result, whichever LOINC method coded it."""
+    return _transaminase_of_code().get(result.code.rpartition(" ")[2])
+
+
+def newest_transaminases(
+    record: PatientRecord, *, with_value: bool = False
+) -> dict[str, LabResult]:
+    """The newest ALT and the newest AST ("ALT" -> result), those with a value if asked."""
+    newest: dict[str, LabResult] = {}
+    for result in record.results("liver-transaminases"):  # newest first
+        short = transaminase(result)
+        if short is not None and (result.value is not None or not with_value):
+            newest.setdefault(short, result)
+    return {short: newest[short] for short in TRANSAMINASES.values() if short in newest}
 
 
 def last_liver_panel(record: PatientRecord) -> LabResult | None:
@@ -25,14 +55,20 @@ def last_liver_panel(record: PatientRecord) -> LabResult | None:
     panel = next(
         (r for r in record.results("hepatic-function-panel") if r.code.endswith(_PANEL)), None
     )
-    pair = newest_pair(record, "liver-transaminases", _ALT_AST)
+    newest = newest_transaminases(record)
+    pair = (
+        min(newest.values(), key=lambda result: result.date)
+        if len(newest) == len(TRANSAMINASES)
+        else None
+    )
     done = [result for result in (panel, pair) if result is not None]
     return max(done, key=lambda result: result.date) if done else None
 
 
 def liver_panel_due(record: PatientRecord, settings: Settings, now: datetime) -> list[Finding]:
     assessment = infer_intent(record, now)
-    if assessment is None or record.open_orders("hepatic-function-panel"):
+    since = now - settings.liver_panel_interval
+    if assessment is None or record.open_orders("hepatic-function-panel", since):
         return []
     course = assessment.course
     last = last_liver_panel(record)

@@ -142,3 +142,8 @@ def test_a_site_interval_of_180_days_makes_a_200_day_old_panel_due() -> None:
 def test_evidence_points_at_the_anastrozole_and_the_stale_panel() -> None:
     finding = fires(liver_panel_due, oncology_woman(panel(400, rid="lft-2025"), ana=LONG_COURSE))
     assert finding.evidence == ("MedicationRequest/ana", "Observation/lft-2025")
+
+
+def test_a_liver_panel_order_left_open_over_a_year_no_longer_silences_the_reminder() -> None:
+    stale = lab_order(HEPATIC_PANEL, rid="lft-order", days_ago=400)
+    assert run(liver_panel_due, oncology_woman(stale)) != []
