@@ -346,6 +346,10 @@ def _later(moment: datetime, delta: timedelta) -> datetime:
 
 
 def format_number(value: float) -> str:
+    """A result as a clinician reads it: "11", "14.98", "0.5". A number beyond any lab's range
+    (1e90, sent by mistake) in three significant digits, so that a card stays short."""
+    if abs(value) >= 1e7:
+        return f"{value:.3g}"
     text = f"{value:.2f}".rstrip("0").rstrip(".")
     return text if text != "-0" else "0"
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from clinical import Finding, evaluate, evaluate_json
@@ -169,3 +169,37 @@ def test_evaluate_json_gives_the_same_findings_as_evaluate() -> None:
 def test_a_naive_now_is_read_as_utc() -> None:
     naive = NOW.replace(tzinfo=None)
     assert evaluate(FIXTURE, now=naive) == evaluate(FIXTURE, now=NOW)
+
+
+def _numbers(node: Any) -> list[tuple[Any, ...]]:
+    """The paths of the fixture's numbers (result values, doses, reference ranges...)."""
+    found = []
+    for path in PATHS:
+        leaf = node
+        for key in path:
+            leaf = leaf[key]
+        if isinstance(leaf, int | float) and not isinstance(leaf, bool):
+            found.append(path)
+    return found
+
+
+NUMBER_PATHS = _numbers(FIXTURE)
+any_number = st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(10**30), 10**30)
+
+
+@settings(max_examples=200, deadline=None)
+@example(changes=[(path, 1e90) for path in NUMBER_PATHS])
+@example(changes=[(path, -1e300) for path in NUMBER_PATHS])
+@given(st.lists(st.tuples(st.sampled_from(NUMBER_PATHS), any_number), min_size=1, max_size=4))
+def test_evaluate_never_raises_on_numbers_of_any_size(
+    changes: list[tuple[tuple[Any, ...], float]],
+) -> None:
+    """An estradiol of 1e90 sent by mistake made a summary of over 140 characters, and the
+    whole call failed: one absurd number must not lose the patient's other findings."""
+    damaged = copy.deepcopy(FIXTURE)
+    for path, number in changes:
+        parent = damaged
+        for key in path[:-1]:
+            parent = parent[key]
+        parent[path[-1]] = number
+    _check(evaluate(damaged, now=NOW))
