@@ -154,14 +154,25 @@ class Discovery:
         return config
 
     def _discover(self, iss: str) -> SmartConfiguration:
-        body = self._get_json(f"{iss}/.well-known/smart-configuration")
+        base = iss.rstrip("/")  # the launch's iss is kept as sent (it is the `aud`)
+        body = self._get_json(f"{base}/.well-known/smart-configuration")
         if body is not None:
             return from_smart_configuration(iss, body)
         log.info("no smart-configuration at the issuer; reading its CapabilityStatement")
-        statement = self._get_json(f"{iss}/metadata", fhir=True)
+        statement = self._get_json(f"{base}/metadata", fhir=True)
         if statement is None:
             raise DiscoveryError("the EHR's FHIR server did not describe its sign-in service")
         return from_capability_statement(iss, statement)
+
+    def openid_jwks_uri(self, issuer: str) -> str:
+        """Where an OpenID issuer keeps its signing keys: `jwks_uri` of its OpenID
+        configuration, which must name that same issuer (OpenID Connect Discovery 4.3)."""
+        document = self._get_json(f"{issuer.rstrip('/')}/.well-known/openid-configuration")
+        if not isinstance(document, dict):
+            raise DiscoveryError("the EHR does not say where its signing keys are")
+        if document.get("issuer") != issuer:
+            raise DiscoveryError("the EHR's OpenID configuration names another issuer")
+        return _endpoint(document.get("jwks_uri"), issuer, "signing keys URL")
 
     def get_json(self, url: str) -> Any:
         """A JSON document (a key set, an OpenID configuration), or None."""

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from anastrozole_cds.config import ProductSettings
 from clinical.settings import Settings as ClinicalSettings
@@ -23,16 +25,20 @@ from smartapp.oauth import (
     GrantedTokens,
     OAuthFailure,
     SmartOAuthClient,
+    authorization_error,
     import_key_set,
     new_code_verifier,
     smart_scopes,
+    unverified_issuer,
     validate_id_token,
 )
-from smartapp.tokens import PendingLaunch, SmartSession, TokenStore, new_secret
+from smartapp.tokens import PendingLaunch, SmartSession, TokenStore, new_secret, utc_now
 
 log = logging.getLogger(__name__)
 
 LAUNCH_LIFETIME = timedelta(minutes=10)  # from the launch to the callback
+REFRESH_LOCK_STRIPES = 64  # sessions share a lock only by chance, and only while refreshing
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass
@@ -47,6 +53,13 @@ class SmartRuntime:
     fhir_limits: ClientLimits
     clinical: ClinicalSettings
     styles: EhrStyles = field(default_factory=EhrStyles)  # the EHRs' smart_style_url, as CSS
+    refresh_locks: tuple[threading.Lock, ...] = field(
+        default_factory=lambda: tuple(threading.Lock() for _ in range(REFRESH_LOCK_STRIPES))
+    )
+
+    def refresh_lock(self, handle: str) -> threading.Lock:
+        """The lock that one session's refreshes take in this worker, one at a time."""
+        return self.refresh_locks[hash(handle) % len(self.refresh_locks)]
 
 
 def begin_launch(
@@ -60,7 +73,12 @@ def begin_launch(
     now: datetime,
 ) -> str:
     """Check the issuer, discover its server, remember the launch; the authorize URL."""
-    iss = normalise_issuer(iss) if iss else runtime.smart.default_issuer
+    # SMART: in an EHR launch `aud` is the launch's `iss`, so it is kept as the EHR sent it (a
+    # trailing "/" too); a standalone launch goes to the FHIR base as the allowlist writes it.
+    if iss:
+        iss = iss.strip() if launch else normalise_issuer(iss)
+    else:
+        iss = runtime.smart.default_issuer
     if not iss:
         raise AppError(Problem.NO_ISSUER)
     if not runtime.smart.allows(iss):
@@ -127,9 +145,8 @@ def complete_launch(
 ) -> SmartSession:
     """The callback: the state is this browser's, the code becomes tokens, kept here."""
     pending = runtime.tokens.take_launch(state, now) if state else None
-    if error:
-        log.info("the EHR refused the authorization: %s", error[:60])
-        raise AppError(Problem.AUTHORIZATION_REFUSED, f"the EHR answered {error[:60]}")
+    # SMART: the state is checked for any request to the redirect URL, an error answer too;
+    # anyone can send a browser there, with any text in `error`.
     if (
         pending is None
         or browser is None
@@ -137,6 +154,10 @@ def complete_launch(
     ):
         log.warning("callback refused: state unknown, used, expired or from another browser")
         raise AppError(Problem.STATE_MISMATCH)
+    if error:
+        known = authorization_error(error)
+        log.info("the EHR refused the authorization: %s", known)
+        raise AppError(Problem.AUTHORIZATION_REFUSED, f"the EHR answered {known}")
     if not code:
         raise AppError(Problem.TOKEN_FAILED, "the EHR sent no authorization code")
     if not pending.code_verifier:
@@ -182,14 +203,15 @@ def complete_launch(
 def _verify_identity(
     runtime: SmartRuntime, pending: PendingLaunch, granted: GrantedTokens
 ) -> dict[str, Any]:
-    issuer = pending.issuer or pending.iss
+    id_token = granted.id_token or ""
     try:
-        jwks_uri = pending.jwks_uri or _openid_jwks_uri(runtime.discovery, issuer)
+        issuer = pending.issuer or _issuer_named_by(id_token, pending)
+        jwks_uri = pending.jwks_uri or runtime.discovery.openid_jwks_uri(issuer)
         document = runtime.discovery.get_json(jwks_uri)
         if document is None:
             raise OAuthFailure("the EHR's signing keys could not be fetched")
         return validate_id_token(
-            granted.id_token or "",
+            id_token,
             import_key_set(document),
             issuer=issuer,
             client_id=runtime.smart.client_id,
@@ -200,12 +222,30 @@ def _verify_identity(
         raise AppError(Problem.IDENTITY_UNVERIFIED, failure.reason) from None
 
 
-def _openid_jwks_uri(discovery: Discovery, issuer: str) -> str:
-    document = discovery.get_json(f"{issuer.rstrip('/')}/.well-known/openid-configuration")
-    jwks_uri = document.get("jwks_uri") if isinstance(document, dict) else None
-    if not isinstance(jwks_uri, str):
-        raise OAuthFailure("the EHR does not say where its signing keys are")
-    return jwks_uri
+def _issuer_named_by(id_token: str, pending: PendingLaunch) -> str:
+    """The id_token's own `iss`, when discovery named no issuer (SMART before 2.0, or without
+    sso-openid-connect): SMART's "Steps for using an ID token" start from it. Trusted only on
+    the origin of the FHIR base or of the token endpoint the token came from, so the token
+    cannot send the app anywhere else; its signature is then checked with that issuer's keys."""
+    issuer = unverified_issuer(id_token)
+    if issuer is None:
+        raise OAuthFailure("the id_token names no issuer")
+    origin = _origin(issuer)
+    if origin is None or origin not in (_origin(pending.iss), _origin(pending.token_endpoint)):
+        raise OAuthFailure("the id_token's issuer is not the EHR's sign-in service")
+    return issuer
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """Scheme, host and port (RFC 6454); None for what is not a plain http(s) URL."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme, 0)
+    except ValueError:  # a port that is not a number
+        return None
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc:
+        return None
+    return parts.scheme, parts.hostname, port
 
 
 def fresh_session(runtime: SmartRuntime, session: SmartSession, now: datetime) -> SmartSession:
@@ -216,26 +256,50 @@ def fresh_session(runtime: SmartRuntime, session: SmartSession, now: datetime) -
 
 
 def refresh_session(runtime: SmartRuntime, session: SmartSession) -> SmartSession:
-    """New tokens from the refresh token; the session ends when there is none or it is refused."""
-    if not session.refresh_token:
-        runtime.tokens.end_session(session.handle)
-        raise AppError(Problem.SESSION_EXPIRED, "access expired and the EHR gave no refresh token")
-    try:
-        granted = runtime.oauth.refresh(
-            token_endpoint=session.token_endpoint, refresh_token=session.refresh_token
+    """New tokens from the refresh token; the session ends when there is none or it is refused.
+
+    Two requests of one session (two tabs, a reload) may refresh at once, and an EHR that
+    rotates refresh tokens accepts each one once. So the tokens another request stored in the
+    meantime are used, and new ones are stored only over the refresh token they came from."""
+    with runtime.refresh_lock(session.handle):
+        stored = _stored(runtime, session)
+        if stored.access_token != session.access_token:
+            return stored  # refreshed by another request of this worker while this one waited
+        if not stored.refresh_token:
+            runtime.tokens.end_session(stored.handle)
+            raise AppError(
+                Problem.SESSION_EXPIRED, "access expired and the EHR gave no refresh token"
+            )
+        try:
+            granted = runtime.oauth.refresh(
+                token_endpoint=stored.token_endpoint, refresh_token=stored.refresh_token
+            )
+        except OAuthFailure as failure:
+            if not failure.error_code:
+                raise AppError(Problem.TOKEN_FAILED, failure.reason) from None
+            # The EHR answered no: the grant is over, unless another worker spent the refresh
+            # token just before and has stored what it got.
+            if runtime.tokens.end_grant(stored):
+                raise AppError(Problem.SESSION_EXPIRED, failure.reason) from None
+            return _stored(runtime, stored)
+        refreshed = runtime.tokens.update_tokens(
+            stored,
+            access_token=granted.access_token,
+            refresh_token=granted.refresh_token or stored.refresh_token,
+            access_expires_at=granted.access_expires_at,
         )
-    except OAuthFailure as failure:
-        if failure.error_code:  # the EHR answered, and said no: the grant is over
-            runtime.tokens.end_session(session.handle)
-            raise AppError(Problem.SESSION_EXPIRED, failure.reason) from None
-        raise AppError(Problem.TOKEN_FAILED, failure.reason) from None
+    if refreshed is None:  # another worker stored its refresh first; one grant, one set kept
+        return _stored(runtime, stored)
     log.info("SMART access token refreshed")
-    return runtime.tokens.update_tokens(
-        session,
-        access_token=granted.access_token,
-        refresh_token=granted.refresh_token or session.refresh_token,
-        access_expires_at=granted.access_expires_at,
-    )
+    return refreshed
+
+
+def _stored(runtime: SmartRuntime, session: SmartSession) -> SmartSession:
+    """The session as it is stored now; AppError when it has ended."""
+    stored = runtime.tokens.session(session.handle, session.browser, utc_now())
+    if stored is None:
+        raise AppError(Problem.SESSION_EXPIRED, "the session has ended")
+    return stored
 
 
 def sign_out(runtime: SmartRuntime, *, browser: str, now: datetime) -> list[SmartSession]:

@@ -3,13 +3,14 @@
 - the authorize URL: PKCE S256, `state`, `aud` = the FHIR base URL, `launch`, SMART scopes;
 - the code exchange and refresh, as a public client or a confidential asymmetric client
   (`private_key_jwt`, RS384 or ES384, SMART's headers and a five-minute expiry);
-- the id_token: signature from the issuer's key set, `iss`, `aud`, `exp`, `nonce`.
+- the id_token: signature from the issuer's key set, `iss`, `aud`, `exp`, `iat`, `sub`, `nonce`.
 
 Failures are `OAuthFailure` with a short reason that names no token.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -20,8 +21,8 @@ import requests
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session, OAuthError
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
-from joserfc import jwt
-from joserfc.errors import JoseError
+from joserfc import jws, jwt
+from joserfc.errors import ClaimError, JoseError
 from joserfc.jwk import KeySet
 
 from smartapp.discovery import SmartConfiguration
@@ -42,6 +43,28 @@ ID_TOKEN_ALGORITHMS = ["RS256", "RS384", "ES256", "ES384"]
 ASSERTION_LIFETIME_SECONDS = 300  # SMART: exp no more than five minutes in the future
 REVOCATION_TIMEOUT_SECONDS = 2.0  # sign-out waits no longer than this for the EHR
 CLOCK_LEEWAY_SECONDS = 60
+# The error codes an authorization server may send to the redirect URL (RFC 6749 s4.1.2.1,
+# OpenID Connect Core s3.1.2.6). Anything else is not shown: the redirect URL is public.
+AUTHORIZATION_ERRORS = frozenset(
+    {
+        "invalid_request",
+        "unauthorized_client",
+        "access_denied",
+        "unsupported_response_type",
+        "invalid_scope",
+        "server_error",
+        "temporarily_unavailable",
+        "interaction_required",
+        "login_required",
+        "account_selection_required",
+        "consent_required",
+        "invalid_request_uri",
+        "invalid_request_object",
+        "request_not_supported",
+        "request_uri_not_supported",
+        "registration_not_supported",
+    }
+)
 
 
 def smart_scopes(*, ehr_launch: bool, v2: bool, extra_resources: tuple[str, ...] = ()) -> str:
@@ -66,6 +89,11 @@ def scope_covers(scope: str, resource_type: str) -> bool:
         if permission in ("read", "*") or ("r" in permission and "s" in permission):
             return True
     return False
+
+
+def authorization_error(error: str) -> str:
+    """The redirect's `error` as a known OAuth error code, never the text as sent."""
+    return error if error in AUTHORIZATION_ERRORS else "an unrecognised error"
 
 
 def new_code_verifier() -> str:
@@ -119,6 +147,12 @@ class GrantedTokens:
         access_token = body.get("access_token")
         if not isinstance(access_token, str) or not access_token:
             raise OAuthFailure("the token response has no access token")
+        token_type = body.get("token_type")
+        # SMART: token_type is fixed to Bearer. A DPoP or MAC token sent as Bearer would not
+        # work, or would leak a token bound to a key. Missing (against RFC 6749) is taken as
+        # Bearer: nothing says the token is bound to anything.
+        if token_type is not None and str(token_type).lower() != "bearer":
+            raise OAuthFailure("the EHR issued a token that is not a Bearer token")
         expires_at = body.get("expires_at")
         if not isinstance(expires_at, int | float) and isinstance(
             body.get("expires_in"), int | float
@@ -272,24 +306,38 @@ class SmartOAuthClient:
 def validate_id_token(
     id_token: str, key_set: KeySet, *, issuer: str, client_id: str, nonce: str | None
 ) -> dict[str, Any]:
-    """The id_token's claims, once its signature, `iss`, `aud`, `exp` (and nonce) check out."""
+    """The id_token's claims, once its signature, `iss`, `aud`, `exp`, `iat`, `sub` and the
+    nonce the app sent check out (OpenID Connect Core 3.1.3.7; `sub`, `iat` required by s2)."""
+    required: dict[str, Any] = {
+        "iss": {"essential": True, "value": issuer},
+        "aud": {"essential": True, "value": client_id},
+        "exp": {"essential": True},
+        "iat": {"essential": True},
+        "sub": {"essential": True},
+    }
+    if nonce is not None:  # sent in the authorize request, so it must come back
+        required["nonce"] = {"essential": True, "value": nonce}
     try:
         token = jwt.decode(id_token, key_set, algorithms=ID_TOKEN_ALGORITHMS)
-        registry = jwt.JWTClaimsRegistry(
-            leeway=CLOCK_LEEWAY_SECONDS,
-            iss={"essential": True, "value": issuer},
-            aud={"essential": True, "value": client_id},
-            exp={"essential": True},
-        )
-        registry.validate(token.claims)
+        jwt.JWTClaimsRegistry(leeway=CLOCK_LEEWAY_SECONDS, **required).validate(token.claims)
+    except ClaimError as error:  # names the claim (one of those above), never its value
+        raise OAuthFailure(f"the id_token did not verify ({error.description})") from None
     except JoseError as error:
         raise OAuthFailure(f"the id_token did not verify ({error.error})") from None
     except ValueError:
         raise OAuthFailure("the id_token is not a signed JWT") from None
-    claims: dict[str, Any] = dict(token.claims)
-    if nonce is not None and "nonce" in claims and claims["nonce"] != nonce:
-        raise OAuthFailure("the id_token was issued for another sign-in (nonce)")
-    return claims
+    return dict(token.claims)
+
+
+def unverified_issuer(id_token: str) -> str | None:
+    """The `iss` an id_token names, before it is verified: where to look for its keys."""
+    try:
+        payload = jws.extract_compact(id_token.encode("ascii")).payload
+        claims = json.loads(payload)
+    except (JoseError, ValueError):  # not a compact JWS, or its payload is not JSON
+        return None
+    issuer = claims.get("iss") if isinstance(claims, dict) else None
+    return issuer if isinstance(issuer, str) else None
 
 
 def import_key_set(document: Any) -> KeySet:

@@ -20,12 +20,15 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    ColumnElement,
+    Connection,
     DateTime,
     Engine,
     MetaData,
     String,
     Table,
     Text,
+    and_,
     delete,
     insert,
     select,
@@ -252,16 +255,24 @@ class TokenStore:
         access_token: str,
         refresh_token: str | None,
         access_expires_at: datetime | None,
-    ) -> SmartSession:
+    ) -> SmartSession | None:
+        """The session with new tokens, stored only while its row still holds the refresh
+        token `session` holds (compare-and-swap); None when another request, in this worker
+        or another, replaced it first, or the session has ended."""
         with self.engine.begin() as connection:
-            connection.execute(
+            same_grant = self._still_holding(connection, session)
+            if same_grant is None:
+                return None
+            updated = connection.execute(
                 update(session_table)
-                .where(session_table.c.handle == session.handle)
+                .where(same_grant)
                 .values(
                     **self._sealed(session.handle, access_token, refresh_token),
                     access_expires_at=_naive(access_expires_at),
                 )
             )
+            if updated.rowcount != 1:
+                return None
         return replace(
             session,
             access_token=access_token,
@@ -272,6 +283,34 @@ class TokenStore:
     def end_session(self, handle: str) -> None:
         with self.engine.begin() as connection:
             connection.execute(delete(session_table).where(session_table.c.handle == handle))
+
+    def end_grant(self, session: SmartSession) -> bool:
+        """End the session if its row still holds the refresh token `session` holds (the one
+        the EHR refused); False when another request stored new tokens meanwhile."""
+        with self.engine.begin() as connection:
+            same_grant = self._still_holding(connection, session)
+            if same_grant is None:
+                return False
+            return connection.execute(delete(session_table).where(same_grant)).rowcount == 1
+
+    def _still_holding(
+        self, connection: Connection, session: SmartSession
+    ) -> ColumnElement[bool] | None:
+        """A WHERE clause for the session's row as it is now, if that row holds the same
+        refresh token as `session`; None if it holds another or is gone. Updating with it
+        changes nothing when another transaction changed the row in between."""
+        row = connection.execute(
+            select(session_table.c.refresh_token).where(session_table.c.handle == session.handle)
+        ).first()
+        if row is None:
+            return None
+        sealed = row.refresh_token  # sealing is randomised: compare what the seal holds
+        held = self.cipher.open(sealed, handle=session.handle) if sealed else None
+        if held != session.refresh_token:
+            return None
+        return and_(
+            session_table.c.handle == session.handle, session_table.c.refresh_token == sealed
+        )
 
     def purge_expired(self, now: datetime) -> None:
         """Forget launches and sessions that have ended. Best effort."""
