@@ -78,6 +78,7 @@ class QueryResult:
     reason: str | None = None
     pages: int = 0
     fault: Fault | None = None  # set with `reason` when an error ended the query
+    status: int | None = None  # the HTTP status that ended it, if one did (401 or 403...)
 
     @property
     def usable(self) -> bool:
@@ -118,11 +119,12 @@ class Deadline:
 class _Fault(Exception):
     """Why a page could not be had; its text is the reason a QueryResult carries."""
 
-    def __init__(self, reason: str, fault: Fault) -> None:
+    def __init__(self, reason: str, fault: Fault, *, status: int | None = None) -> None:
         if fault not in FAULTS:
             raise ValueError(f"not a fault class: {fault!r}")
         super().__init__(reason)
         self.fault = fault
+        self.status = status
 
 
 @dataclass
@@ -239,7 +241,7 @@ class FhirClient:
                 url = self._next_url(next_url) if next_url else None
         except _Fault as fault:
             outcome = Outcome.PARTIAL if progress.pages else Outcome.FAILED
-            result = self._done(key, outcome, progress, str(fault), fault.fault)
+            result = self._done(key, outcome, progress, str(fault), fault.fault, fault.status)
         else:
             result = self._done(key, Outcome.COMPLETE, progress, None)
         log.debug(
@@ -260,8 +262,11 @@ class FhirClient:
         progress: _Progress,
         reason: str | None,
         fault: Fault | None = None,
+        status: int | None = None,
     ) -> QueryResult:
-        return QueryResult(key, outcome, tuple(progress.resources), reason, progress.pages, fault)
+        return QueryResult(
+            key, outcome, tuple(progress.resources), reason, progress.pages, fault, status
+        )
 
     def _first_url(self, path: str) -> str:
         if urlsplit(path).scheme or path.startswith("//"):
@@ -290,11 +295,13 @@ class FhirClient:
                     raise _Fault(
                         f"HTTP {status} ({_STATUS_WORDS.get(status, 'error')}), no time to retry",
                         _status_fault(status),
+                        status=status,
                     )
                 if status != 200:
                     raise _Fault(
                         f"HTTP {status} ({_STATUS_WORDS.get(status, 'error')})",
                         _status_fault(status),
+                        status=status,
                     )
                 content = self._read_body(response, deadline)
             finally:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from html import escape
 
 from clinical.finding import Intent
@@ -260,7 +260,11 @@ def _lanes(courses: tuple[CourseBar, ...]) -> dict[str, list[list[CourseBar]]]:
     lanes: dict[str, list[list[CourseBar]]] = {}
     for drug in ("anastrozole", "testosterone"):
         rows: list[list[CourseBar]] = []
-        bars = sorted((c for c in courses if c.drug == drug), key=lambda c: c.start or datetime.min)
+        # Undated courses first; FHIR dates are parsed timezone-aware, so the stand-in is too.
+        bars = sorted(
+            (c for c in courses if c.drug == drug),
+            key=lambda c: c.start or datetime.min.replace(tzinfo=UTC),
+        )
         for bar in bars:
             for row in rows:
                 last = row[-1]

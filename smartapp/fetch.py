@@ -1,9 +1,10 @@
 """The patient's chart from the EHR's FHIR server, through `ehr.FhirClient`: every query in
 parallel, paged, within one deadline.
 
-A query the server refuses (401/403) means the app's access is gone; a query for data every
-rule reads (the patient, labs, medications, conditions) that fails means there is no page to
-show; the others (procedures, reports) leave a gap the page names.
+The granted scope decides what is asked: a query it does not cover is not sent. Without data
+every rule reads (the patient, labs, medications, conditions) there is no page to show; the
+others (procedures, reports, the extra resources) leave a gap the page names, whether the EHR
+did not grant them, refused them (403) or failed. A 401 means the token itself was refused.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class ChartQuery:
     label: str  # what the clinician reads when it is missing
     path: str
     essential: bool  # without it nothing on the page can be trusted
+    resource: str  # the resource type the granted scope must cover
+    search: bool = True  # a search (scope `.rs`), else a read (`.r`)
 
 
 @cache
@@ -39,7 +42,7 @@ def _lab_codes() -> str:
     return ",".join(sorted(codes))
 
 
-# Read only when configured (SmartSettings.extra_resources) and granted by the EHR.
+# Read only when configured (SmartSettings.extra_resources).
 OPTIONAL_QUERIES = {
     "MedicationStatement": ("medications taken", "MedicationStatement?patient={}&_count=100"),
     "ServiceRequest": (
@@ -50,62 +53,114 @@ OPTIONAL_QUERIES = {
 }
 
 
-def chart_queries(patient_id: str, granted_scope: str = "") -> tuple[ChartQuery, ...]:
-    """The queries for one patient; optional ones only for resources the scope covers."""
+def chart_queries(patient_id: str, extra_resources: tuple[str, ...] = ()) -> tuple[ChartQuery, ...]:
+    """The queries for one patient: the standard ones, and those for the extra resources."""
     patient = quote(patient_id, safe="")
-    optional = tuple(
-        ChartQuery(resource.lower(), label, path.format(patient), False)
-        for resource, (label, path) in OPTIONAL_QUERIES.items()
-        if scope_covers(granted_scope, resource)
-    )
     standard = (
-        ChartQuery("patient", "the patient's demographics", f"Patient/{patient}", True),
+        ChartQuery(
+            "patient",
+            "the patient's demographics",
+            f"Patient/{patient}",
+            True,
+            "Patient",
+            search=False,
+        ),
         ChartQuery(
             "labs",
             "lab results",
             f"Observation?patient={patient}&code={_lab_codes()}&_sort=-date&_count=200",
             True,
+            "Observation",
         ),
         ChartQuery(
             "medications",
             "medication orders",
             f"MedicationRequest?patient={patient}&_include=MedicationRequest:medication&_count=100",
             True,
+            "MedicationRequest",
         ),
         ChartQuery(
-            "conditions", "the problem list", f"Condition?patient={patient}&_count=100", True
+            "conditions",
+            "the problem list",
+            f"Condition?patient={patient}&_count=100",
+            True,
+            "Condition",
         ),
         ChartQuery(
-            "procedures", "procedures (DXA scans)", f"Procedure?patient={patient}&_count=100", False
+            "procedures",
+            "procedures (DXA scans)",
+            f"Procedure?patient={patient}&_count=100",
+            False,
+            "Procedure",
         ),
         ChartQuery(
             "reports",
             "lab and DXA reports",
             f"DiagnosticReport?patient={patient}&_sort=-date&_count=100",
             False,
+            "DiagnosticReport",
         ),
     )
+    optional = tuple(
+        ChartQuery(resource.lower(), label, path.format(patient), False, resource)
+        for resource, (label, path) in OPTIONAL_QUERIES.items()
+        if resource in extra_resources
+    )
     return (*standard, *optional)
+
+
+def granted(scope: str, query: ChartQuery) -> bool:
+    """Whether the scope the EHR granted covers a query. A token response without a scope
+    (SMART requires one) says nothing: every query is tried, and its answer decides."""
+    if not scope:
+        return True
+    if query.search:
+        return scope_covers(scope, query.resource)
+    return any(_reads(item, query.resource) for item in scope.split())
+
+
+def _reads(scope_item: str, resource: str) -> bool:
+    """One scope lets the app read a resource: v2 `patient/Patient.r` (or `.rs`, `.cruds`,
+    `?...` narrowed), v1 `patient/Patient.read` or `.*`; patient or user, or `*` for the type."""
+    compartment, _, rest = scope_item.partition("/")
+    name, _, permission = rest.partition(".")
+    permission = permission.split("?", 1)[0]
+    if compartment not in ("patient", "user") or name not in (resource, "*"):
+        return False
+    return permission in ("read", "*") or ("r" in permission and set(permission) <= set("cruds"))
 
 
 @dataclass(frozen=True)
 class FetchedChart:
     resources: tuple[dict[str, Any], ...]
     gaps: tuple[str, ...] = ()  # said on the page: "procedures (DXA scans): HTTP 500"
-    denied: str | None = None  # the server refused the token (401/403)
+    token_refused: str | None = None  # the server refused the token (401): refresh once
+    denied: str | None = None  # essential data the EHR did not grant, or refused (403)
     unavailable: str | None = None  # essential data could not be read
 
 
 def fetch_chart(
-    client: FhirClient, patient_id: str, *, deadline_seconds: float, granted_scope: str = ""
+    client: FhirClient,
+    patient_id: str,
+    *,
+    deadline_seconds: float,
+    granted_scope: str = "",
+    extra_resources: tuple[str, ...] = (),
 ) -> FetchedChart:
-    queries = chart_queries(patient_id, granted_scope)
-    results = client.fetch_all({q.key: q.path for q in queries}, deadline_seconds=deadline_seconds)
+    queries = chart_queries(patient_id, extra_resources)
+    not_granted = [query for query in queries if not granted(granted_scope, query)]
+    essential = [f"{query.label} ({query.resource})" for query in not_granted if query.essential]
+    if essential:
+        return FetchedChart((), denied="the EHR did not grant access to " + ", ".join(essential))
+    gaps = [f"{query.label}: not granted by the EHR" for query in not_granted]
+    asked = [query for query in queries if query not in not_granted]
+    results = client.fetch_all({q.key: q.path for q in asked}, deadline_seconds=deadline_seconds)
     resources: list[dict[str, Any]] = []
-    gaps: list[str] = []
-    for query in queries:
+    for query in asked:
         result = results[query.key]
-        if result.fault == "unauthorized":  # HTTP 401 or 403
+        if result.status == 401:
+            return FetchedChart((), token_refused=f"{query.label}: {result.reason}")
+        if query.essential and result.status == 403:
             return FetchedChart((), denied=f"{query.label}: {result.reason}")
         if query.essential and not result.usable:
             return FetchedChart((), unavailable=f"{query.label}: {result.reason or 'no answer'}")

@@ -23,22 +23,25 @@ def _fetch(runtime: SmartRuntime, session: SmartSession) -> FetchedChart:
             client,
             session.patient,
             deadline_seconds=runtime.smart.fhir_deadline_seconds,
-            granted_scope=session.scope if runtime.smart.extra_resources else "",
+            granted_scope=session.scope,
+            extra_resources=runtime.smart.extra_resources,
         )
 
 
 def load_dashboard(runtime: SmartRuntime, session: SmartSession, clock: datetime) -> Dashboard:
-    """Read the chart with a valid token (refreshing once if the server refuses it) and judge
-    it as of the product's `now`. Raises AppError for a page the clinician understands."""
+    """Read the chart with a valid token (refreshing once if the server refuses the token: a
+    401; a 403 is a scope a new token would not widen) and judge it as of the product's `now`.
+    Raises AppError for a page the clinician understands."""
     session = fresh_session(runtime, session, clock)
     fetched = _fetch(runtime, session)
-    if fetched.denied and session.refresh_token:
+    if fetched.token_refused and session.refresh_token:
         log.info("FHIR server refused the access token; refreshing once")
         session = refresh_session(runtime, session)
         fetched = _fetch(runtime, session)
-    if fetched.denied:
-        log.warning("FHIR server refused the app's access: %s", fetched.denied)
-        raise AppError(Problem.ACCESS_DENIED, fetched.denied)
+    denied = fetched.token_refused or fetched.denied
+    if denied:
+        log.warning("FHIR server refused the app's access: %s", denied)
+        raise AppError(Problem.ACCESS_DENIED, denied)
     if fetched.unavailable:
         log.warning("FHIR server did not give essential data: %s", fetched.unavailable)
         raise AppError(Problem.FHIR_UNAVAILABLE, fetched.unavailable)

@@ -2,9 +2,11 @@
 style for it), the JWKS.
 
 Views read the request, call `flow` / `page`, and write the response: the browser cookie
-(HttpOnly; Secure over https; SameSite=None only when framed by the EHR), the security
-headers (a strict Content-Security-Policy: no script at all; frame-ancestors the EHRs), and
-pages for every failure. Tokens never reach the browser, a URL, a log line or a page.
+(minted here, never adopted from the browser; HttpOnly; Secure over https; SameSite=None
+once the EHR framed a launch of this browser), the security headers (a strict
+Content-Security-Policy: no script at all; frame-ancestors the EHRs) on every response under
+/smart, and pages for every failure. Tokens never reach the browser, a URL, a log line or a
+page.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from flask import (
     request,
     url_for,
 )
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.wrappers import Response as BaseResponse
 
 from smartapp.dashboard import SEVERITY_LABEL
@@ -70,7 +72,9 @@ def launch_page() -> BaseResponse:
     if request.args.get("iss") or request.args.get("launch") or _runtime().smart.default_issuer:
         # On to /smart/launch, where the browser sends the app's cookie (path /smart): read
         # here it would be missing, and a new one would end the sessions open in other tabs.
-        return redirect(url_for("smartapp.launch", **request.args.to_dict()), 302)
+        # Only the parameters it reads: others could collide with url_for's own arguments.
+        iss, launch = request.args.get("iss"), request.args.get("launch")
+        return redirect(url_for("smartapp.launch", iss=iss, launch=launch), 302)
     for page in LAUNCH_PAGES:
         if page.is_file():
             response = make_response(page.read_text(encoding="utf-8"))
@@ -99,20 +103,47 @@ def _redirect_uri(runtime: SmartRuntime) -> str:
 
 def _start_launch() -> BaseResponse:
     runtime = _runtime()
-    cookie = request.cookies.get(BROWSER_COOKIE) or new_secret()
+    # The browser's own cookie keeps its other sessions open; one the app did not mint (planted
+    # to learn the session key: session fixation) is replaced.
+    cookie = _minted_cookie(runtime) or _new_cookie(runtime)
+    browser = browser_hash(cookie)
     framed = _framed()
     authorize_url = begin_launch(
         runtime,
         iss=request.args.get("iss"),
         launch=request.args.get("launch"),
-        browser=browser_hash(cookie),
+        browser=browser,
         framed=framed,
         redirect_uri=_redirect_uri(runtime),
         now=utc_now(),
     )
     response = redirect(authorize_url, 302)
-    _set_cookie(runtime, response, cookie, framed=framed)
+    _set_cookie(runtime, response, cookie, framed=framed or _framed_session(runtime, browser))
     return response
+
+
+# Cookies are sealed under a name no session handle can have (handles have no space): a
+# sealed token never opens as a cookie, nor a cookie as a token.
+_COOKIE_SEAL = "browser cookie"
+
+
+def _new_cookie(runtime: SmartRuntime) -> str:
+    """A random cookie value, sealed with the token key so that later launches know it is ours."""
+    return runtime.tokens.cipher.seal(new_secret(), handle=_COOKIE_SEAL)
+
+
+def _minted_cookie(runtime: SmartRuntime) -> str | None:
+    """The browser's cookie when this app minted it (and still holds the key it was sealed with)."""
+    cookie = request.cookies.get(BROWSER_COOKIE)
+    if cookie and runtime.tokens.cipher.open(cookie, handle=_COOKIE_SEAL) is not None:
+        return cookie
+    return None
+
+
+def _framed_session(runtime: SmartRuntime, browser: str) -> bool:
+    """Whether a session of this browser is open in the EHR's iframe. They all share one
+    cookie: set again SameSite=Lax, it would no longer reach that iframe."""
+    return any(session.framed for session in runtime.tokens.sessions_of(browser, utc_now()))
 
 
 def _set_cookie(
@@ -124,7 +155,7 @@ def _set_cookie(
     max_age: int | None = None,
 ) -> None:
     """Set (or, with max_age 0, clear) the browser cookie; a third-party iframe accepts either
-    only with the same SameSite=None; Secure it was set with."""
+    only with SameSite=None; Secure, so `framed` is true while any of its sessions is framed."""
     setting = runtime.smart.cookie_secure
     secure = setting == "always" or (
         setting == "auto" and (request.is_secure or _redirect_uri(runtime).startswith("https://"))
@@ -158,7 +189,8 @@ def callback() -> BaseResponse:
     # No #fragment to the card's finding: scrolling would hide the patient banner. The page
     # marks the finding and links to it instead.
     response = redirect(url_for("smartapp.dashboard", handle=session.handle), 303)
-    _set_cookie(runtime, response, cookie or "", framed=session.framed or _framed())
+    framed = _framed() or _framed_session(runtime, session.browser)
+    _set_cookie(runtime, response, cookie or "", framed=framed)
     return response
 
 
@@ -224,8 +256,8 @@ def sign_out_of_app(handle: str) -> Response:
     browser = browser_hash(cookie)
     ended = sign_out(runtime, browser=browser, now=clock)
     response = make_response(render_template("smart_signed_out.html"))
-    # cleared with the SameSite it was set with: that of this page's launch, if it was open
-    framed = next((s.framed for s in ended if s.handle == handle), _framed())
+    # cleared with the SameSite it was set with: None if any of its sessions was framed
+    framed = _framed() or any(session.framed for session in ended)
     _set_cookie(runtime, response, "", framed=framed, max_age=0)
     return response
 
@@ -247,12 +279,15 @@ def _from_this_site() -> bool:
 
 
 def _launch_context(encounter: str | None, fhir_context: list[Any] | None) -> list[str]:
+    """The launch's encounter and fhirContext references: objects (SMART 2.1, `reference` or
+    `canonical`) or plain strings (SMART 2.0.0: `["DiagnosticReport/123"]`)."""
     items = [f"Encounter/{encounter}"] if encounter else []
     for entry in fhir_context or ():
+        reference = entry
         if isinstance(entry, dict):
             reference = entry.get("reference") or entry.get("canonical")
-            if isinstance(reference, str):
-                items.append(reference)
+        if isinstance(reference, str) and reference:
+            items.append(reference)
     return items
 
 
@@ -281,23 +316,43 @@ def problem_response(
     problem: Problem, detail: str | None = None, status: int | None = None
 ) -> Response:
     page = PAGES[problem]
-    response = make_response(
+    status = status or page.status
+    return make_response(
         render_template(
             "smart_error.html",
             problem=problem.value,
             page=page,
+            status=status,
             detail=detail,
             request_id=getattr(g, "request_id", None),
         ),
-        status or page.status,
+        status,
     )
-    return response
 
 
 @blueprint.errorhandler(AppError)
 def _app_error(error: AppError) -> Response:
     log.info("SMART page %s (%s): %s", error.page.status, error.problem.value, error.detail or "-")
     return problem_response(error.problem, error.detail)
+
+
+def _is_smart_path() -> bool:
+    """The app's own addresses: launch.html and everything under /smart."""
+    path = request.path
+    return path in ("/launch.html", COOKIE_PATH) or path.startswith(f"{COOKIE_PATH}/")
+
+
+@blueprint.before_app_request
+def _routing_failure() -> Response | None:
+    """An unknown address or a wrong method under /smart matches no route of the blueprint,
+    so its handlers never see it: answer here with the not-found page (the status says which)."""
+    error = request.routing_exception
+    if not isinstance(error, NotFound | MethodNotAllowed) or not _is_smart_path():
+        return None
+    response = problem_response(Problem.NOT_FOUND, status=error.code)
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        response.headers["Allow"] = ", ".join(sorted(error.valid_methods))
+    return response
 
 
 @blueprint.errorhandler(HTTPException)
@@ -312,15 +367,17 @@ def _unexpected(error: Exception) -> Response:
     log.error(
         "unhandled %s on %s (request %s)",
         type(error).__name__,
-        request.path,
+        request.endpoint,  # not the path: a page's path holds its session handle
         getattr(g, "request_id", "-"),
         exc_info=error,
     )
     return problem_response(Problem.INTERNAL)
 
 
-@blueprint.after_request
+@blueprint.after_app_request
 def _security_headers(response: Response) -> Response:
+    if not _is_smart_path():
+        return response
     runtime = current_app.extensions.get(EXTENSION)
     ancestors = " ".join(runtime.smart.frame_ancestor_sources()) if runtime else "'self'"
     response.headers["Content-Security-Policy"] = (
