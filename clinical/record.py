@@ -97,7 +97,18 @@ _ORDER_STATUS = frozenset({"active", "on-hold", "draft"})
 # What a reader raises on a resource malformed beyond what it tolerates.
 _UNREADABLE = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 
-_VALUE_STRING = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d+(?:[.,]\d+)?)\s*(.*?)\s*$")
+_VALUE_STRING = re.compile(
+    r"^\s*(<=|>=|<|>|less than|below|under|greater than|above|over)?\s*(\d+(?:[.,]\d+)?)\s*(.*?)\s*$",
+    re.IGNORECASE,
+)
+_COMPARATOR_WORDS = {
+    "less than": "<",
+    "below": "<",
+    "under": "<",
+    "greater than": ">",
+    "above": ">",
+    "over": ">",
+}
 # An abnormal flag some labs append to a result written as text ("12.0 pg/mL (L)", "55 H",
 # "3 pg/mL *"): not part of the unit.
 _RESULT_FLAG = re.compile(r"(?:\s+\(?(?:HH|LL|H|L|A)\)?|\s*\*+)$")
@@ -717,6 +728,8 @@ class _Reader:
             match = _VALUE_STRING.match(resource["valueString"])
             if match:
                 comparator = match.group(1)
+                if comparator is not None:
+                    comparator = _COMPARATOR_WORDS.get(comparator.lower(), comparator)
                 number = float(match.group(2).replace(",", "."))
                 unit = _RESULT_FLAG.sub("", match.group(3))
         elif isinstance(resource.get("valueInteger"), int):
@@ -729,6 +742,14 @@ class _Reader:
             number,
             unit if number is not None else str(resource.get("valueString") or ""),
         )
+        if kind is not None and number is None:
+            # "Not detected", "<LOQ", a result with no value: done, but nothing to compare.
+            said = f" {sent[2]!r}" if sent[2] else ""
+            self.lab_gap(
+                groups,
+                f"{name or code_label}{said} on {when.date().isoformat()} ({ref}) has no value "
+                "the rules can compare",
+            )
         if kind is None or number is None:
             return LabResult(
                 code_label,
@@ -842,7 +863,7 @@ class _Reader:
         dosage = resource.get("dosage" if is_statement else "dosageInstruction")
         # Only the aromatase inhibitor's dose is read by the rules; others are not parsed.
         dose = (
-            parse_dosage(dosage, _strength_mg(name, medication))
+            parse_dosage(dosage, _strength_mg(name, medication, concept))
             if "aromatase-inhibitors" in groups
             else NO_DOSE
         )
@@ -1137,8 +1158,10 @@ def _concept_text(concept: Any) -> str:
     return ""
 
 
-def _strength_mg(name: str, medication: dict[str, Any] | None) -> float | None:
-    """Milligrams per tablet, from Medication.ingredient strength or the product name."""
+def _strength_mg(name: str, medication: dict[str, Any] | None, concept: Any) -> float | None:
+    """Milligrams per tablet, from Medication.ingredient strength, the product name, or the
+    display of a coding (an RxNorm SCD, "anastrozole 1 MG Oral Tablet", where the text is only
+    "anastrozole")."""
     if medication is not None:
         for ingredient in medication.get("ingredient") or ():
             strength = ingredient.get("strength") if isinstance(ingredient, dict) else None
@@ -1149,8 +1172,20 @@ def _strength_mg(name: str, medication: dict[str, Any] | None) -> float | None:
                 and str(numerator.get("code") or numerator.get("unit") or "").lower() == "mg"
             ):
                 return float(numerator["value"])
-    found = _STRENGTH_MG.findall(name)
-    return float(found[0]) if len(found) == 1 else None
+    names = [name]
+    if isinstance(concept, dict):
+        names += [
+            str(coding["display"])
+            for coding in concept.get("coding") or ()
+            if isinstance(coding, dict) and coding.get("display")
+        ]
+    for text in names:
+        found = _STRENGTH_MG.findall(text)
+        if len(found) == 1:
+            return float(found[0])
+        if found:
+            return None  # two strengths: no guess
+    return None
 
 
 def _human_name(names: Any) -> str:

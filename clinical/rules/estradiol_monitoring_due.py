@@ -44,8 +44,17 @@ def estradiol_monitoring_due(
     reason = monitoring_gap(last, now=now, interval=settings.estradiol_interval)
     if reason is None:
         return []
+    # Drawn, but with nothing to compare ("Not detected", an unknown unit): said as such, never
+    # as "none"; the data gaps below name each one.
+    unreadable = any(
+        r.value is None and (start is None or r.date >= start)
+        for r in record.results("estradiol-serum")
+    )
     if last is None and start is not None:
-        reason = f"none since anastrozole started on {day(start)}"
+        readable = "none readable" if unreadable else "none"
+        reason = f"{readable} since anastrozole started on {day(start)}"
+    elif last is None and unreadable:
+        reason = "none readable on record"
     if assessment.new_start:
         reason = f"no baseline before starting anastrozole ({reason})"
     days = settings.estradiol_interval.days

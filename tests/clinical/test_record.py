@@ -539,3 +539,24 @@ def test_a_result_dated_after_today_is_left_out_and_said() -> None:
 def test_a_result_later_today_in_another_time_zone_is_kept() -> None:
     later = estradiol("e2-later", effectiveDateTime="2026-11-01T20:00:00-05:00")  # 01:00 UTC
     assert build_record([later], NOW).results("estradiol-serum") != []
+
+
+def test_the_tablet_strength_comes_from_the_coding_when_the_text_has_none() -> None:
+    """Cerner-style: text "anastrozole", the SCD coding names the 1 mg tablet; "1 TAB daily"
+    is then 7 mg a week."""
+    order = anastrozole(
+        medicationCodeableConcept={
+            "coding": [
+                {"system": RXNORM, "code": "199224", "display": "anastrozole 1 MG Oral Tablet"}
+            ],
+            "text": "anastrozole",
+        },
+        dosageInstruction=[
+            {
+                "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+                "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "TAB"}}],
+            }
+        ],
+    )
+    (course,) = build_record([order], NOW).courses("anastrozole")
+    assert course.dose.weekly_mg == 7

@@ -167,3 +167,10 @@ def test_a_renewal_written_as_a_new_order_does_not_hide_results_drawn_on_therapy
     first = anastrozole(rid="first", status="completed", start=ago(400), end=ago(25)[:10])
     resources = trt_man(estradiol(12, days_ago=30), first, ana=anastrozole(start=ago(20)))
     assert "12 pg/mL" in fires(estradiol_low, resources).summary
+
+
+@pytest.mark.parametrize("text", ["below 5 pg/mL", "less than 5 pg/mL", "Below 5 pg/ml"])
+def test_a_result_written_in_words_as_below_a_bound_counts_as_below_it(text: str) -> None:
+    finding = fires(estradiol_low, trt_man(estradiol(value_string=text)))
+    assert finding.severity is Severity.CRITICAL
+    assert "<5 pg/mL" in finding.summary

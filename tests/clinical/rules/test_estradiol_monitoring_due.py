@@ -138,3 +138,16 @@ def test_an_estradiol_ordered_within_the_interval_silences_it_and_an_older_order
     assert run(estradiol_monitoring_due, trt_man(recent)) == []
     stale = lab_order("2243-4", rid="e2-order", days_ago=120)
     assert run(estradiol_monitoring_due, trt_man(stale)) != []
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Not detected", "Undetectable", "<LOQ", "<5"],  # "<5": no unit, so not compared
+)
+def test_an_estradiol_that_cannot_be_read_is_named_not_called_none(text: str) -> None:
+    """An estradiol drawn 3 weeks ago with a result the rules cannot compare: the card says
+    none is readable, and names the result, rather than saying none was drawn."""
+    result = estradiol(value_string=text, rid="e2-text", days_ago=21)
+    finding = fires(estradiol_monitoring_due, trt_man(result))
+    assert "none readable since anastrozole started" in finding.summary
+    assert "Observation/e2-text" in finding.detail
