@@ -119,6 +119,28 @@ REFILL_GAP = timedelta(days=90)
 # A past course whose end is not recorded is taken to have run at most a year: a prescription
 # with its refills runs no longer for a non-controlled drug in most US states.
 UNRECORDED_COURSE_LENGTH = timedelta(days=365)
+# Products given in clinic at long intervals: a completed order of one is a dose given, and
+# the patient is on it until the next (`MedicationCourse.covered_until`).
+_LONG_ACTING = frozenset({"gnrh-agonists", "bone-protective-therapy"})
+# A dose's labelled interval, by a name in the product text and its mg (None: any other
+# strength, the shortest interval, so that a dose is never taken to last longer than it does).
+_DOSING_INTERVAL_DAYS: tuple[tuple[str, float | None, int], ...] = (
+    ("denosumab", None, 183),  # Prolia PI 2.1: 60 mg every 6 months
+    # Reclast PI 2.2: 5 mg once a year (ASCO-CCO 2017, adjuvant: 4 mg every 6 months)
+    ("zoledronic", None, 365),
+    ("goserelin", 10.8, 84),  # Zoladex 10.8 mg PI: every 12 weeks
+    ("goserelin", None, 28),  # Zoladex 3.6 mg PI: every 28 days
+    ("leuprolide", 45, 183),  # Lupron Depot / Eligard PI: 45 mg every 6 months
+    ("leuprolide", 30, 122),  # 30 mg every 4 months
+    ("leuprolide", 22.5, 91),  # 22.5 mg every 3 months
+    ("leuprolide", 11.25, 91),  # Lupron Depot-3 Month 11.25 mg
+    ("leuprolide", None, 28),  # 3.75 / 7.5 mg monthly
+    ("triptorelin", 22.5, 168),  # Trelstar PI: 22.5 mg every 24 weeks
+    ("triptorelin", 11.25, 84),  # 11.25 mg every 12 weeks
+    ("triptorelin", None, 28),  # 3.75 mg every 4 weeks
+)
+_N_MONTH = re.compile(r"\b(\d+)-month\b")
+_PERIOD_DAYS = {"h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 30.44, "a": 365.25}
 # A result dated more than this after "now" is not a result yet (a typing error, or a clock
 # or time zone off): left out and said, rather than taken as the newest.
 _FUTURE_LEEWAY = timedelta(days=1)
@@ -191,6 +213,7 @@ class MedicationCourse:
     matched_by: str  # "code" or "text"
     ref: str
     reason_refs: tuple[str, ...] = ()  # Conditions named by reasonReference
+    covered_until: datetime | None = None  # a completed long-acting dose: its interval's end
 
     @property
     def is_draft(self) -> bool:
@@ -198,7 +221,7 @@ class MedicationCourse:
 
     def is_current(self, now: datetime) -> bool:
         if self.status not in _CURRENT_MED_STATUS:
-            return False
+            return self.covered_until is not None and self.covered_until >= now
         return self.end is None or self.end >= now
 
     def overlaps_last_year(self, now: datetime) -> bool:
@@ -868,6 +891,11 @@ class _Reader:
             else NO_DOSE
         )
         start, end = self.course_period(resource, is_statement, status)
+        covered_until = (
+            _covered_until(start, end, is_statement, dosage, name)
+            if status == "completed" and groups & _LONG_ACTING
+            else None
+        )
         reasons, reason_text, reason_refs = self.reasons(resource)
         self.record.medications.append(
             MedicationCourse(
@@ -882,6 +910,7 @@ class _Reader:
                 matched_by,
                 ref,
                 reason_refs,
+                covered_until,
             )
         )
 
@@ -1156,6 +1185,45 @@ def _concept_text(concept: Any) -> str:
         if isinstance(coding, dict) and coding.get("display"):
             return str(coding["display"])
     return ""
+
+
+def _covered_until(
+    start: datetime | None, end: datetime | None, is_statement: bool, dosage: Any, name: str
+) -> datetime | None:
+    """Until when a completed course of a long-acting product (a depot, an infusion) still
+    acts: a statement's end, else the dose's date and its dosing interval (the order's timing,
+    else the label's, `_DOSING_INTERVAL_DAYS`). Given in clinic, such an order is closed once
+    the dose is given, and the patient is on it for the whole interval."""
+    if is_statement and end is not None:
+        return end
+    if start is None:
+        return None
+    days = _timing_interval_days(dosage) or _labelled_interval_days(name)
+    return _later(start, timedelta(days=days)) if days else None
+
+
+def _timing_interval_days(dosage: Any) -> float | None:
+    """Days between doses from the first dosage's timing.repeat ("every 6 months")."""
+    try:
+        repeat = dosage[0]["timing"]["repeat"]
+        period = float(repeat["period"]) * _PERIOD_DAYS[repeat["periodUnit"]]
+        frequency = float(repeat.get("frequency") or 1)
+    except _UNREADABLE:
+        return None
+    return period / frequency if period > 0 and frequency > 0 else None
+
+
+def _labelled_interval_days(name: str) -> int | None:
+    lowered = name.lower()
+    months = _N_MONTH.search(lowered)
+    if months:  # "3-Month 1.5 ML leuprolide acetate 20 MG/ML": the product says it
+        return round(int(months.group(1)) * 30.44)
+    strengths = _STRENGTH_MG.findall(name)
+    strength = float(strengths[0]) if len(strengths) == 1 else None
+    for drug, mg, days in _DOSING_INTERVAL_DAYS:
+        if drug in lowered and (mg is None or mg == strength):
+            return days
+    return None
 
 
 def _strength_mg(name: str, medication: dict[str, Any] | None, concept: Any) -> float | None:

@@ -123,3 +123,29 @@ def test_evidence_points_at_the_course_the_t_score_and_the_diagnosis() -> None:
     resources = oncology_woman(t_score(-2.7, rid="dxa-t"), condition(OSTEOPOROSIS, rid="op"))
     finding = fires(bone_loss_on_ai, resources)
     assert finding.evidence == ("MedicationRequest/ana", "Observation/dxa-t", "Condition/op")
+
+
+DENOSUMAB = (
+    "http://www.nlm.nih.gov/research/umls/rxnorm",
+    "993452",
+    "denosumab 60 MG/ML Prefilled Syringe",
+)
+
+
+@pytest.mark.parametrize(("days_ago", "protected"), [(90, True), (180, True), (200, False)])
+def test_a_denosumab_injection_given_protects_for_its_six_months(
+    days_ago: int, protected: bool
+) -> None:
+    """The order is closed once the injection is given: it protects for the labelled 6 months
+    (Prolia PI), and the warning returns when the next one is overdue."""
+    given = drug(DENOSUMAB, "prolia", status="completed", start=ago(days_ago))
+    resources = oncology_woman(t_score(-2.8), given)
+    assert (run(bone_loss_on_ai, resources) == []) is protected
+
+
+def test_an_order_saying_every_6_months_sets_the_interval() -> None:
+    given = drug(by_name("zoledronic acid infusion"), "zol", status="completed", start=ago(200))
+    given["dosageInstruction"] = [{"timing": {"repeat": {"period": 6, "periodUnit": "mo"}}}]
+    assert run(bone_loss_on_ai, oncology_woman(t_score(-2.8), given)) != []  # 200 > 183 days
+    given["authoredOn"] = ago(150)
+    assert run(bone_loss_on_ai, oncology_woman(t_score(-2.8), given)) == []

@@ -173,3 +173,15 @@ def test_evidence_points_at_the_anastrozole_order_and_the_intent_is_given() -> N
     finding = fires(dose_intent_mismatch, trt_man(ana=anastrozole(rid="ana-qd", **ONE_DAILY)))
     assert finding.evidence == ("MedicationRequest/ana-qd",)
     assert finding.intent is Intent.TRT_MODULATION
+
+
+def test_a_three_month_leuprolide_depot_given_two_months_ago_is_current() -> None:
+    depot = (
+        "http://www.nlm.nih.gov/research/umls/rxnorm",
+        "2606516",
+        "leuprolide acetate 22.5 MG Injection",
+    )
+    given = drug(depot, "lupron", status="completed", start=ago(60))
+    assert run(dose_intent_mismatch, man_with_breast_cancer(given)) == []
+    given["authoredOn"] = ago(100)  # past its 3 months: no longer suppressing
+    assert run(dose_intent_mismatch, man_with_breast_cancer(given)) != []

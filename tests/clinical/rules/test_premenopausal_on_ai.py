@@ -143,3 +143,11 @@ def test_a_site_menopause_age_of_55_silences_it_for_a_woman_of_57() -> None:
 
 def test_evidence_points_at_the_ai_course() -> None:
     assert fires(premenopausal_on_ai, young_woman()).evidence == ("MedicationRequest/ana",)
+
+
+@pytest.mark.parametrize(("days_ago", "suppressed"), [(14, True), (27, True), (35, False)])
+def test_a_goserelin_implant_given_covers_its_28_days(days_ago: int, suppressed: bool) -> None:
+    """Given in clinic, the order is closed once the implant is in: the 3.6 mg implant still
+    suppresses for its labelled 28 days (Zoladex PI), and no longer after."""
+    given = drug(GOSERELIN, "gnrh", status="completed", start=ago(days_ago))
+    assert (run(premenopausal_on_ai, young_woman(given)) == []) is suppressed
