@@ -26,7 +26,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 import cds_hooks
 import smartapp
 from anastrozole_cds import __version__, metrics
-from anastrozole_cds.config import ProductSettings, load_settings
+from anastrozole_cds.config import ProductSettings, load_settings, served_at
 from anastrozole_cds.store import Store
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ CORS_ALLOWED_METHODS = "GET, POST, OPTIONS"
 def create_app(settings: ProductSettings | None = None, *, store: Store | None = None) -> Flask:
     """The product's WSGI app. Settings default to the environment and the TOML file."""
     settings = settings or load_settings()
+    settings.check_audience_base()
     configure_logging(settings.log_level)
     app = Flask("anastrozole_cds", instance_path=str(settings.instance_path.resolve()))
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
@@ -76,9 +77,9 @@ def _warn_about(settings: ProductSettings) -> None:
             "evaluation_time is set: findings are judged as of %s, not now (tests and sandboxes only)",
             settings.evaluation_time.isoformat(),
         )
-    if not settings.public_base_url:
+    if not settings.public_base_url:  # no issuers, or no JWT check: see check_audience_base
         log.warning(
-            "public_base_url is not set: JWT aud and card links use the Host of each request; "
+            "public_base_url is not set: card links use the Host of each request; "
             "set it in production"
         )
 
@@ -255,8 +256,20 @@ def serve(
     threads: int = 4,
     timeout: int = 30,
 ) -> None:
-    """Run the app under gunicorn (gthread workers); blocks until stopped."""
+    """Run the app under gunicorn (gthread workers); blocks until stopped. ConfigError when
+    the settings cannot be served (see ProductSettings.check_audience_base)."""
     from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+
+    configure_logging(settings.log_level)
+    if not settings.public_base_url:
+        settings = served_at(settings, host, port)
+        if settings.public_base_url:
+            log.warning(
+                "public_base_url is not set: taken as %s, the address served on; set it to the "
+                "URL EHRs use (JWT aud is checked against it)",
+                settings.public_base_url,
+            )
+    settings.check_audience_base()  # before the workers start, so the CLI says why
 
     Store(settings.store_location()).dispose()  # create the schema once, before the workers
     if settings.metrics_enabled:

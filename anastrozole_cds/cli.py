@@ -168,8 +168,13 @@ def _product_settings(config: Path | None) -> ProductSettings:
 def serve(host: str, port: int, workers: int, threads: int, config: Path | None) -> None:
     """Run the CDS Hooks service (and the rest of the app) under gunicorn."""
     from anastrozole_cds.app import serve as run_server
+    from anastrozole_cds.config import ConfigError
 
-    run_server(_product_settings(config), host=host, port=port, workers=workers, threads=threads)
+    settings = _product_settings(config)
+    try:
+        run_server(settings, host=host, port=port, workers=workers, threads=threads)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from error
 
 
 @main.command()

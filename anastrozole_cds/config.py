@@ -109,7 +109,10 @@ class ProductSettings(BaseSettings):
     product_label: str = "Anastrozole monitoring"
     smart_launch_url: str | None = None  # default: {public_base_url}/launch.html
     suggestion_intent: Literal["order", "proposal"] = "order"
-    prefetch_relative_dates: bool = True  # {{today() - N days}} in prefetch templates
+    # {{today() - N days}} in prefetch templates: a CDS Hooks 3.0-ballot / Da Vinci CRD token that
+    # 2.0 does not allow ("Prefetch tokens ... MUST contain only the qualified path to a hook
+    # context field or one of the following user identifiers"); opt-in for clients that have it.
+    prefetch_relative_dates: bool = False
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_enabled: bool = True  # GET /metrics for Prometheus: counts only, no PHI in labels
@@ -178,6 +181,17 @@ class ProductSettings(BaseSettings):
             return self.store_url
         return f"sqlite:///{(self.instance_path.resolve() / 'anastrozole-cds.sqlite3').as_posix()}"
 
+    def check_audience_base(self) -> None:
+        """Raise ConfigError when JWTs would be checked with no public_base_url: `aud` would
+        then be whatever Host header the caller sends, so a token minted for any other CDS
+        service of a trusted EHR would pass here (CDS Hooks 2.0: `aud` "MUST be the URL of
+        the CDS Service endpoint being invoked")."""
+        if self.issuers and not self.insecure_skip_jwt_verification and not self.public_base_url:
+            raise ConfigError(
+                "public_base_url is not set: JWT aud is checked against it. Set it to the URL "
+                "EHRs call this service at (e.g. https://cds.example.org)"
+            )
+
     def issuer(self, iss: str) -> IssuerConfig | None:
         for issuer in self.issuers:
             if issuer.iss == iss:
@@ -195,6 +209,19 @@ class ProductSettings(BaseSettings):
 
 class ConfigError(ValueError):
     """The configuration cannot be used; the message says why, without secrets."""
+
+
+_EVERY_ADDRESS = ("", "0.0.0.0", "::", "[::]")  # a wildcard bind names no URL
+
+
+def served_at(settings: ProductSettings, host: str, port: int) -> ProductSettings:
+    """The settings of a server listening on host:port: without public_base_url, it is taken
+    from that address (`serve` on 127.0.0.1:8080 is http://127.0.0.1:8080), unless the address
+    is a wildcard, which names no URL."""
+    if settings.public_base_url or host in _EVERY_ADDRESS:
+        return settings
+    netloc = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return settings.model_copy(update={"public_base_url": f"http://{netloc}:{port}"})
 
 
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> ProductSettings:

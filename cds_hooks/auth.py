@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import requests
@@ -87,7 +88,16 @@ class Caller:
     tenant: str | None = None
 
     def may_use_fhir_server(self, url: str) -> bool:
-        return normalise_base_url(url) in self.fhir_servers
+        return _comparable_url(url) in {_comparable_url(server) for server in self.fhir_servers}
+
+
+def _comparable_url(url: str) -> str:
+    """A base URL as compared: scheme and host without case (RFC 3986, 6.2.2.1), the port and
+    path exactly, no trailing slash."""
+    parts = urlsplit(normalise_base_url(url))
+    userinfo, at, host_and_port = parts.netloc.rpartition("@")
+    netloc = f"{userinfo}{at}{host_and_port.lower()}"
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path, parts.query, parts.fragment))
 
 
 @dataclass

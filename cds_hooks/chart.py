@@ -1,10 +1,12 @@
 """The chart a hook is judged on: the client's prefetch, else the service's own FHIR queries.
 
-For each prefetch key: a value is used as given; a key that is missing or null is fetched
-from `fhirServer` (when the caller may send its token there), all in parallel within one
-deadline. A required key that is missing and cannot be fetched is a 412 (CDS Hooks 2.0,
-"Prefetch Template"), and so is a failed or late fetch of the data every rule needs (the
-patient, medications, conditions). Any other failed or late fetch is a *gap*: the answer is
+For each prefetch key: a value that answers its template is used as given; a key that is
+missing or null, or whose value does not answer its template (an OperationOutcome, a searchset
+that reports an error, a resource of another type), is fetched from `fhirServer` (when the
+caller may send its token there), all in parallel within one deadline. A required key that is
+missing and cannot be fetched is a 412 (CDS Hooks 2.0, "Prefetch Template"), and so is a failed
+or late fetch, or an unusable prefetch, of the data every rule needs (the patient, medications,
+conditions). Any other failed or late fetch, or unusable prefetch, is a *gap*: the answer is
 given without the rules that read that data, and says so.
 """
 
@@ -103,14 +105,27 @@ def gather_chart(
     sources: dict[str, str] = {}
     to_fetch: dict[str, PrefetchTemplate] = {}
     missing: list[PrefetchTemplate] = []
+    gaps: list[DataGap] = []
+    unsatisfied: set[str] = set()  # keys whose prefetch value does not answer their template
     for template in templates:
-        if prefetch.get(template.key) is not None:
-            given = resources_of(prefetch[template.key])
+        value = prefetch.get(template.key)
+        problem = None if value is None else unsatisfied_by(template, value)
+        if problem is not None:
+            unsatisfied.add(template.key)
+            log.info("prefetch %s not used: %s", template.key, problem)
+        if value is not None and problem is None:
+            given = resources_of(value)
             _check_same_patient(template.key, given, patient_id)
             resources.extend(given)
             sources[template.key] = "prefetch"
         elif access is not None:
             to_fetch[template.key] = template
+        elif problem is not None:  # as a failed fetch: the rules that read it are withheld
+            sources[template.key] = "failed"
+            if template.required:
+                gaps.append(
+                    DataGap(template.key, template.label, problem, template.feeds, "bad_response")
+                )
         elif template.key in prefetch:
             sources[template.key] = "null"  # the client had no data for it
         elif template.required:
@@ -124,7 +139,6 @@ def gather_chart(
             keys,
         )
 
-    gaps: list[DataGap] = []
     if to_fetch and access is not None:
         queries = {key: t.resolve(patient_id, today) for key, t in to_fetch.items()}
         with client_factory(access) as client:
@@ -133,7 +147,9 @@ def gather_chart(
             result = results[key]
             resources.extend(result.resources)
             sources[key] = "fetched" if result.usable else "failed"
-            if not result.usable and template.required and key not in prefetch:
+            # a null key (the client had no data) that fails stays "no data"
+            asked_for = key not in prefetch or key in unsatisfied
+            if not result.usable and template.required and asked_for:
                 gaps.append(
                     DataGap(
                         key,
@@ -146,7 +162,7 @@ def gather_chart(
     core = [gap for gap in gaps if gap.feeds == ALL_RULES]
     if core:  # no rule can be trusted without the patient, medications and conditions
         raise PreconditionFailed(
-            "could not read from fhirServer: "
+            "could not read the data every check needs: "
             + "; ".join(f"{gap.label} ({gap.reason})" for gap in core),
             [gap.key for gap in core],
             core,
@@ -180,6 +196,40 @@ def _check_same_patient(key: str, resources: list[dict[str, Any]], patient_id: s
 def _reason(result: QueryResult) -> str:
     reason = result.reason or "no data"
     return f"{reason} (after {result.pages} pages)" if result.pages else reason
+
+
+def unsatisfied_by(template: PrefetchTemplate, value: Any) -> str | None:
+    """Why a prefetch value does not answer its template, or None when it does (CDS Hooks 2.0:
+    "It is the CDS Service's responsibility to check prefetched data against its template").
+    An error the client got instead of the data is not "none on record"; the reason names
+    resource types only, never a value."""
+    kind = value.get("resourceType") if isinstance(value, dict) else None
+    if kind == "OperationOutcome":
+        return "the EHR sent an error (OperationOutcome) instead of the data"
+    if template.is_search:
+        if kind != "Bundle":  # its resourceType is the client's text: not echoed
+            return "the EHR sent a single resource instead of search results"
+        if any(_error_outcome(entry) for entry in value.get("entry") or ()):
+            return "the EHR's search reported an error"
+        return None
+    if not any(r.get("resourceType") == template.resource_type for r in resources_of(value)):
+        return f"the EHR sent no {template.resource_type}"
+    return None
+
+
+def _error_outcome(entry: Any) -> bool:
+    """A searchset entry (search.mode "outcome") whose OperationOutcome says the search failed:
+    issues of severity error or fatal (FHIR R4 Bundle), as ehr/client.py reads the server's."""
+    if not isinstance(entry, dict):
+        return False
+    search = entry.get("search")
+    if not isinstance(search, dict) or search.get("mode") != "outcome":
+        return False
+    resource = entry.get("resource")
+    issues = resource.get("issue") if isinstance(resource, dict) else None
+    return isinstance(issues, list) and any(
+        isinstance(issue, dict) and issue.get("severity") in ("error", "fatal") for issue in issues
+    )
 
 
 def resources_of(value: Any) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from typing import Any
 from anastrozole_cds.store import IssuedCard
 from cds_hooks.cards import CardContext, card_for, data_incomplete_card
 from cds_hooks.chart import Chart, merge
-from cds_hooks.models import OrderSelectContext, PatientViewContext
+from cds_hooks.models import OrderSelectContext, OrderSignContext, PatientViewContext
 from cds_hooks.services import CdsService
 from clinical import build_record, evaluate
 from clinical.finding import Finding
@@ -43,7 +43,7 @@ def answer(
 ) -> HookAnswer:
     drafts = context.draft_resources()
     findings = evaluate(merge(drafts, chart.resources), now=now, settings=settings)
-    if drafts:
+    if isinstance(context, OrderSignContext):  # order-select too: it extends order-sign
         findings = _about_the_orders(findings, context, drafts, chart, now=now, settings=settings)
     shown = [f for f in findings if not chart.withheld(f.rule_id)]
     withheld = tuple(f.rule_id for f in findings if chart.withheld(f.rule_id))
@@ -73,8 +73,10 @@ def _about_the_orders(
     A selected draft of an aromatase inhibitor brings every finding (its intent, dose,
     interactions and the monitoring that should come with it). Other drafts bring only the
     findings they create or make more severe (a tamoxifen or estrogen draft next to an
-    anastrozole course), or that cite them; an unrelated draft brings none.
+    anastrozole course), or that cite them; an unrelated draft, or none at all, brings none.
     """
+    if not drafts:
+        return []
     selected, others = _split_selected(context, drafts)
     if _orders_aromatase_inhibitor(selected, drafts, now):
         return findings

@@ -6,6 +6,7 @@ and what is wrong with it, and never echoes a value (values can be PHI or tokens
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -23,6 +25,8 @@ from pydantic import (
 )
 
 from clinical.record import with_entry_id
+
+log = logging.getLogger(__name__)
 
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
@@ -203,44 +207,72 @@ def parse_hook_request(body: bytes, expected_hook: str) -> tuple[HookRequest, Pa
         ) from None
     if request.prefetch is not None:
         problems = [
-            {"field": f"prefetch.{key}", "problem": "must be a FHIR resource (or a Bundle) or null"}
+            {"field": f"prefetch.{key}", "problem": problem}
             for key, value in request.prefetch.items()
-            if value is not None
-            and (not isinstance(value, dict) or not isinstance(value.get("resourceType"), str))
+            if (problem := _prefetch_problem(value))
         ]
         if problems:
             raise RequestProblem("the prefetch is not valid", problems)
     return request, context
 
 
+def _prefetch_problem(value: Any) -> str | None:
+    """What makes a prefetch value malformed FHIR JSON (a client bug, told as a 400 as for
+    draftOrders); whether well-formed data answers its template is the chart's question."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
+        return "must be a FHIR resource (or a Bundle) or null"
+    entries = value.get("entry")
+    if value["resourceType"] == "Bundle" and entries is not None and not isinstance(entries, list):
+        return "entry must be a list"
+    return None
+
+
 # -- feedback ------------------------------------------------------------------------------------
+
+TRUNCATED = "[truncated]"
+
+
+def _fits(column_size: int) -> AfterValidator:
+    """Text longer than its database column, kept and cut to fit, marked as cut. CDS Hooks sets
+    no length, and each item is a distinct end-user interaction: refusing one would lose the
+    others of the batch, for a limit the client could not know."""
+
+    def fit(text: str | None) -> str | None:
+        if text is None or len(text) <= column_size:
+            return text
+        log.info("a feedback text of %d characters was cut to %d", len(text), column_size)
+        return text[: column_size - len(TRUNCATED)] + TRUNCATED
+
+    return AfterValidator(fit)
 
 
 class FeedbackCoding(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    code: str = Field(min_length=1, max_length=200)
-    system: str = Field(min_length=1, max_length=500)
-    display: str | None = Field(default=None, max_length=500)
+    code: Annotated[str, Field(min_length=1), _fits(200)]
+    system: Annotated[str, Field(min_length=1), _fits(500)]
+    display: Annotated[str | None, _fits(500)] = None
 
 
 class OverrideReasonModel(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     reason: FeedbackCoding | None = None
-    userComment: str | None = Field(default=None, max_length=4000)
+    userComment: Annotated[str | None, _fits(4000)] = None  # a bound on a Text column
 
 
 class AcceptedSuggestion(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    id: str = Field(min_length=1, max_length=200)
+    id: Annotated[str, Field(min_length=1), _fits(200)]
 
 
 class FeedbackItem(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    card: str = Field(min_length=1, max_length=200)
+    card: Annotated[str, Field(min_length=1), _fits(200)]
     outcome: Literal["accepted", "overridden"]
     acceptedSuggestions: list[AcceptedSuggestion] | None = None
     overrideReason: OverrideReasonModel | None = None
@@ -249,7 +281,12 @@ class FeedbackItem(BaseModel):
     @field_validator("outcomeTimestamp")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # "0001-01-01T00:00:00+01:00" is before year 1 in UTC
+            raise ValueError("out of range in UTC") from None
 
     @model_validator(mode="after")
     def _outcome_fields(self) -> FeedbackItem:

@@ -71,8 +71,10 @@ def _service_path(service_id: str, hook: str, title: str) -> dict[str, Any]:
                 },
                 **_errors("400", "401", "405"),
                 "412": _error_response(
-                    "Required data is neither prefetched nor fetchable from fhirServer; "
-                    "`missingPrefetch` lists the keys."
+                    "Required data is neither prefetched nor fetchable from fhirServer, or the "
+                    "patient, medication orders or conditions could not be read (a failed fetch, "
+                    "or a prefetch value that does not answer its template); `missingPrefetch` "
+                    "lists the keys."
                 ),
                 **_errors("413", "415", "503"),
             },
@@ -149,6 +151,12 @@ _SCHEMAS: dict[str, Any] = {
             "context": {"type": "object"},
             "prefetch": {
                 "type": "object",
+                "description": (
+                    "Per key, the resource (or searchset Bundle, whose `entry` must be an array) "
+                    "that answers the discovery template, or null when the client has no data. "
+                    "An OperationOutcome, a searchset reporting an error, or a resource of "
+                    "another type does not answer it: the key is fetched, or its checks withheld."
+                ),
                 "additionalProperties": {
                     "anyOf": [{"$ref": "#/components/schemas/FhirResource"}, {"type": "null"}]
                 },
@@ -259,7 +267,7 @@ _SCHEMAS: dict[str, Any] = {
                     "type": "object",
                     "required": ["card", "outcome", "outcomeTimestamp"],
                     "properties": {
-                        "card": {"type": "string", "minLength": 1, "maxLength": 200},
+                        "card": {"type": "string", "minLength": 1},
                         "outcome": {"type": "string", "enum": ["accepted", "overridden"]},
                         "outcomeTimestamp": {"type": "string", "format": "date-time"},
                         "acceptedSuggestions": {
@@ -272,6 +280,11 @@ _SCHEMAS: dict[str, Any] = {
                         },
                         "overrideReason": {"type": "object"},
                     },
+                    "description": (
+                        "Text longer than its column (card and suggestion ids 200, reason code "
+                        "200, system and display 500, userComment 4000 characters) is stored "
+                        "cut to fit and ending in `[truncated]`, never refused."
+                    ),
                 },
             }
         },

@@ -33,6 +33,16 @@ class PrefetchTemplate:
     required: bool = True  # missing, and no FHIR access: 412; failed: the rules below are withheld
     feeds: frozenset[str] = ALL_RULES
 
+    @property
+    def resource_type(self) -> str:
+        """What the query asks for: `Patient` for `Patient/{{...}}`, `Observation` for a search."""
+        return self.query.split("?", 1)[0].split("/", 1)[0]
+
+    @property
+    def is_search(self) -> bool:
+        """A search (answered by a searchset Bundle), not a read of one resource."""
+        return "?" in self.query
+
     def template(self, *, relative_dates: bool) -> str:
         """The prefetch template as discovery publishes it."""
         if self.lookback_days is None or not relative_dates:

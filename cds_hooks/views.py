@@ -90,7 +90,9 @@ def error_response(status: int, error: str, message: str, **extra: Any) -> Respo
 
 
 def base_url(settings: ProductSettings) -> str:
-    """This service as the EHR sees it: the configured public URL, else the request's."""
+    """This service as the EHR sees it: the configured public URL. The request's own URL only
+    when no JWT is checked against it (no issuers, or verification off): create_app refuses
+    to start otherwise, as the Host header is the caller's to choose."""
     return settings.public_base_url or request.url_root.rstrip("/")
 
 
