@@ -708,6 +708,20 @@ class _Reader:
         self.add_lab(groups, result, ref)
         if "dxa-bmd-observations" in groups or "dxa-tscore" in groups:
             self.record.dexa.append(Event(groups, name, when, str(status or ""), ref))
+        components = resource.get("component")
+        if components:
+            self.components(components, when, str(status or ""), ref)
+
+    def components(self, components: Any, when: datetime, status: str, ref: str) -> None:
+        """Results sent as components of one Observation (a DXA study's T-score per site),
+        with the Observation's date, status and reference."""
+        for component in components if isinstance(components, list) else ():
+            if not isinstance(component, dict):
+                continue
+            groups, code_label, name = self.matched(component.get("code"), LAB_VALUESETS)
+            if groups:
+                result = self.lab_value(component, groups, code_label, name, when, status, ref)
+                self.add_lab(groups, result, ref)
 
     def lab_gap(self, groups: frozenset[str], gap: str) -> None:
         """A result left out, said in the record's gaps and in those of its value sets."""
@@ -1118,6 +1132,7 @@ LAB_OBSERVATION_FIELDS = (
     "valueInteger",
     "method",
     "referenceRange",
+    "component",
 )
 # ...and of each entry of its referenceRange (`_reference_high`).
 LAB_REFERENCE_RANGE_FIELDS = ("high",)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -560,3 +561,50 @@ def test_the_tablet_strength_comes_from_the_coding_when_the_text_has_none() -> N
     )
     (course,) = build_record([order], NOW).courses("anastrozole")
     assert course.dose.weekly_mg == 7
+
+
+def dxa_study_with_components() -> dict[str, object]:
+    """One DXA study Observation with a T-score per site as components."""
+
+    def t_score(code: str, site: str, value: float) -> dict[str, object]:
+        return {
+            "code": {
+                "coding": [{"system": LOINC, "code": code, "display": f"DXA {site} [T-score]"}]
+            },
+            "valueQuantity": {"value": value, "unit": "{T-score}", "code": "{T-score}"},
+        }
+
+    return {
+        "resourceType": "Observation",
+        "id": "dxa-study",
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": "38269-7", "display": "DXA study"}]},
+        "effectiveDateTime": "2026-03-01",
+        "component": [t_score("38267-1", "Lumbar spine", -2.9), t_score("38264-8", "Hip", -2.1)],
+    }
+
+
+def test_t_scores_sent_as_components_of_a_dxa_study_are_read() -> None:
+    record = build_record([dxa_study_with_components()], NOW)
+    scores = record.results("dxa-tscore")
+    assert sorted(r.value for r in scores if r.value is not None) == [-2.9, -2.1]
+    assert {r.ref for r in scores} == {"Observation/dxa-study"}
+    assert record.last_dexa() is not None
+
+
+def test_components_are_read_from_bundle_bytes_as_from_resources() -> None:
+    from clinical import evaluate, evaluate_json
+
+    resources = [
+        {"resourceType": "Patient", "id": "pt", "gender": "female", "birthDate": "1955-01-01"},
+        anastrozole(),
+        dxa_study_with_components(),
+    ]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": r} for r in resources],
+    }
+    findings = evaluate_json(json.dumps(bundle).encode(), now=NOW)
+    assert findings == evaluate(resources, now=NOW)
+    assert "bone-loss-on-ai" in {f.rule_id for f in findings}
