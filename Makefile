@@ -15,8 +15,11 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The product beside a sandbox EHR with the synthetic patients, all on 127.0.0.1; Ctrl-C stops.
+# Other ports: make run PORT=9080 EHR_PORT=9081
+PORT     ?= 8080
+EHR_PORT ?= 8081
 run: install
-	$(BIN)/anastrozole-cds demo --port 8080 --ehr-port 8081
+	$(BIN)/anastrozole-cds demo --port $(PORT) --ehr-port $(EHR_PORT)
 
 # Headless Chromium for the browser tests (tests/smartapp), from Debian's package: a fresh CI
 # machine has none. Never `playwright install`: it downloads a browser from the internet.

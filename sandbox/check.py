@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import requests
@@ -27,11 +28,13 @@ from sandbox.ehr_client import (
     hook_context,
     hook_request,
     renewal_draft,
+    require_http_url,
     resolve_prefetch,
     resolve_template,
     service_url,
     sign_jwt,
 )
+from sandbox.patients import all_patients
 
 IN_PROCESS_BASE = "http://anastrozole-cds.in-process"
 SANDBOX_ISSUER = "https://sandbox.anastrozole-cds.example"
@@ -72,11 +75,16 @@ Progress = Callable[[str], None]
 def run_check(ask: CheckRequest, progress: Progress | None = None) -> CheckResult:
     """Build the request (prefetch, context, JWT), call the service, return its answer."""
     say = progress or (lambda _message: None)
+    require_http_url(ask.fhir_server, what="the FHIR server URL (--fhir-server)")
+    if ask.service:
+        require_http_url(ask.service, what="the service URL (--service)")
     templates = discovery_prefetch(ask.hook)
     base_context = {"patientId": ask.patient_id, "userId": ask.user_id}
     prefetch: dict[str, Any] | None = None
     problems: dict[str, str] = {}
     with FhirClient(ask.fhir_server, access_token=ask.token, limits=FETCH_LIMITS) as client:
+        say("reading the patient")
+        _require_patient(client, ask.fhir_server, ask.patient_id)
         drafts = ask.draft_orders
         if ask.hook != "patient-view" and not drafts:
             say("reading the patient's medication orders for a renewal draft")
@@ -106,6 +114,33 @@ def run_check(ask: CheckRequest, progress: Progress | None = None) -> CheckResul
     return CheckResult(status, answer, body, problems)
 
 
+def _require_patient(client: FhirClient, fhir_server: str, patient_id: str) -> None:
+    """Stop unless the Patient can be read: an EHR calls hooks only for a patient it has."""
+    read = client.get(f"Patient/{quote(patient_id, safe='')}", deadline_seconds=30)
+    if read.usable and read.resources:
+        return
+    if read.fault == "connection_failed":
+        raise SandboxError(f"cannot connect to {fhir_server}: is the FHIR server running?")
+    if read.reason and read.reason.startswith("HTTP 404"):
+        by_key = {synthetic.key: synthetic.patient_id for synthetic in all_patients()}
+        hint = (
+            f"{patient_id!r} is a synthetic patient's key; its Patient id is {by_key[patient_id]}"
+            if patient_id in by_key
+            else "give a Patient id on that server"
+        )
+        raise SandboxError(
+            f"Patient/{patient_id} not found on {fhir_server}: {hint} "
+            f"(`.venv/bin/anastrozole-cds load --fhir-server {fhir_server} --list` lists the "
+            "synthetic patients' ids)"
+        )
+    if read.fault == "unauthorized":
+        raise SandboxError(
+            f"cannot read Patient/{patient_id} from {fhir_server}: {read.reason}: "
+            "give a token that may read it with --token"
+        )
+    raise SandboxError(f"cannot read Patient/{patient_id} from {fhir_server}: {read.reason}")
+
+
 def _call_over_http(ask: CheckRequest, body: dict[str, Any]) -> tuple[int, Any]:
     assert ask.service is not None
     url = service_url(ask.service, ask.hook)
@@ -114,6 +149,10 @@ def _call_over_http(ask: CheckRequest, body: dict[str, Any]) -> tuple[int, Any]:
         headers["Authorization"] = f"Bearer {sign_jwt(ask.key, issuer=ask.issuer, audience=url)}"
     try:
         response = requests.post(url, data=orjson.dumps(body), headers=headers, timeout=30)
+    except requests.Timeout:
+        raise SandboxError(f"no answer from the service at {url} in 30 s") from None
+    except requests.ConnectionError:
+        raise SandboxError(f"cannot connect to the service at {url}: is it running?") from None
     except requests.RequestException as error:
         raise SandboxError(f"cannot reach the service at {url} ({type(error).__name__})") from None
     try:

@@ -43,7 +43,7 @@ from sandbox.ehr_client import SandboxError
 from sandbox.fhir_server import RunningFhirServer, start_fhir_server
 from sandbox.loader import load_patients
 from sandbox.patients import SyntheticPatient, all_patients, days_to_shift
-from sandbox.processes import die_with_parent, stop_process, wait_until_ready
+from sandbox.processes import ProcessError, log_tail, port_in_use, start_server, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -218,8 +218,25 @@ def _page(title: str, body: str, status: int = 200) -> Response:
     return Response(page, status=status, mimetype="text/html")
 
 
+def require_free_ports(port: int, ehr_port: int) -> None:
+    """SandboxError naming the port when the product's or the EHR's is taken: checked before
+    anything starts, since another server on the product's port would answer in its place."""
+    if port == ehr_port:
+        raise SandboxError(f"--port and --ehr-port are both {port}: give two different ports")
+    for number, what, option in (
+        (port, "the product (CDS Hooks service and SMART app)", "--port"),
+        (ehr_port, "the sandbox EHR", "--ehr-port"),
+    ):
+        if port_in_use(number):
+            raise SandboxError(
+                f"port {number} on 127.0.0.1 is already in use, so {what} cannot start there: "
+                f"stop what listens on it (an earlier demo?) or choose another port with {option}"
+            )
+
+
 def run_demo(*, port: int = 8080, ehr_port: int = 8081, say: Any = print) -> None:
     """Start everything, print the one URL to open, and stop everything on Ctrl-C."""
+    require_free_ports(port, ehr_port)
     # SIGTERM (a service manager, `kill`) stops as cleanly as Ctrl-C.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
@@ -245,25 +262,36 @@ def run_demo(*, port: int = 8080, ehr_port: int = 8081, say: Any = print) -> Non
         config = folder / "product.toml"
         config.write_text(product_config(urls, folder, jwks_file))
         say("starting the product (CDS Hooks service and SMART app) ...")
-        product = subprocess.Popen(
-            [sys.executable, "-m", "anastrozole_cds.cli", "serve", "--host", "127.0.0.1",
-             "--port", str(port), "--workers", "2"],
-            env=product_environment(urls, config),
-            stdout=(folder / "product.log").open("wb"),
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
-        )  # fmt: skip
-        wait_until_ready(f"{urls.product}/healthz", product, what="the product")
+        product_log = folder / "product.log"
+        try:
+            product = start_server(
+                [sys.executable, "-m", "anastrozole_cds.cli", "serve", "--host", "127.0.0.1",
+                 "--port", str(port), "--workers", "2"],
+                env=product_environment(urls, config),
+                log=product_log,
+                ready_url=f"{urls.product}/healthz",
+                what="the product",
+            )  # fmt: skip
+        except ProcessError as error:
+            raise SandboxError(str(error)) from None
 
         # Threaded: a browser keeps its connection open while the app calls the EHR back.
-        server = make_server(
-            "127.0.0.1", ehr_port, create_ehr_app(urls, key, patients), threaded=True
-        )
+        try:
+            server = make_server(
+                "127.0.0.1", ehr_port, create_ehr_app(urls, key, patients), threaded=True
+            )
+        except OSError as error:  # taken since require_free_ports looked
+            raise SandboxError(
+                f"cannot listen on 127.0.0.1:{ehr_port} ({error.strerror}): choose another "
+                "port with --ehr-port"
+            ) from None
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        say(f"\nOpen {urls.ehr}/  (the sandbox EHR; Ctrl-C stops everything)\n")
+        say(f"\nOpen {urls.ehr}/  (the sandbox EHR; Ctrl-C stops everything)")
+        say(f"FHIR server with the demo patients: {urls.fhir}  (for `check --fhir-server`)\n")
         while product.poll() is None:
             time.sleep(0.5)
-        raise SandboxError(f"the product stopped; see {folder / 'product.log'}")
+        # The folder, log included, goes when the demo ends: show the log's end now.
+        raise SandboxError(f"the product stopped; the end of its log:\n{log_tail(product_log)}")
     except KeyboardInterrupt:
         say("\nstopping ...")
     finally:

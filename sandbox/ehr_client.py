@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
@@ -53,8 +53,20 @@ def service_id(hook: str) -> str:
 
 
 def service_url(base_url: str, hook: str) -> str:
-    """The URL a CDS client POSTs to, and the JWT `aud`: `{base}/cds-services/{id}`."""
-    return f"{base_url.rstrip('/')}/cds-services/{service_id(hook)}"
+    """The URL a CDS client POSTs to, and the JWT `aud`: `{base}/cds-services/{id}`.
+
+    The discovery URL (`{base}/cds-services`), which admins register, is taken as its base.
+    """
+    base = base_url.rstrip("/").removesuffix("/cds-services")
+    return f"{base}/cds-services/{service_id(hook)}"
+
+
+def require_http_url(url: str, *, what: str) -> str:
+    """`url` when it is an absolute http(s) URL; else a SandboxError that names `what`."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return url
+    raise SandboxError(f"{what} must start with http:// or https:// (got {url!r})")
 
 
 def discovery_prefetch(hook: str, *, relative_dates: bool = True) -> dict[str, str]:
@@ -156,9 +168,15 @@ def hook_context(
         raise SandboxError(f"{hook} needs at least one draft order")
     context["draftOrders"] = draft_orders_bundle(draft_orders)
     if hook == "order-select":
-        context["selections"] = selections or [
-            f"{order['resourceType']}/{order['id']}" for order in draft_orders
-        ]
+        drafts = [f"{order['resourceType']}/{order['id']}" for order in draft_orders]
+        # The service judges every draft when the selections name none: say so here instead.
+        unknown = [selected for selected in selections or [] if selected not in drafts]
+        if unknown:
+            raise SandboxError(
+                f"--select {', '.join(unknown)} names no draft order; "
+                f"the drafts are: {', '.join(drafts)}"
+            )
+        context["selections"] = selections or drafts
     return context
 
 
@@ -232,8 +250,17 @@ def renewal_draft(chart: list[dict[str, Any]], today: date) -> dict[str, Any]:
 # -- the JWT ---------------------------------------------------------------------------------
 
 
-def load_signing_key(jwk: Mapping[str, Any]) -> ECKey | RSAKey:
-    """A private JWK (EC P-384 or RSA) for signing; it needs a `kid`."""
+def load_signing_key(jwk: object) -> ECKey | RSAKey:
+    """A private JWK (EC P-384 or RSA) for signing, as parsed from JSON; it needs a `kid`."""
+    if not isinstance(jwk, Mapping):
+        raise SandboxError(f"not a JWK: the file holds a JSON {_json_kind(jwk)}, not an object")
+    if "keys" in jwk and "kty" not in jwk:
+        raise SandboxError(
+            'a JWK Set ({"keys": [...]}), not one JWK: give one private JWK, an object with '
+            '"kty", "kid" and "d"'
+        )
+    if "kty" not in jwk:
+        raise SandboxError('not a JWK: the object has no "kty"')
     if "d" not in jwk:
         raise SandboxError("the key is a public key: give the private JWK")
     if not jwk.get("kid"):
@@ -248,6 +275,11 @@ def load_signing_key(jwk: Mapping[str, Any]) -> ECKey | RSAKey:
     except ValueError as error:
         raise SandboxError(f"the key cannot be read: {type(error).__name__}") from None
     raise SandboxError("the key must be an EC P-384 or an RSA JWK")
+
+
+def _json_kind(value: object) -> str:
+    kinds = {list: "list", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
 
 
 def sign_jwt(

@@ -8,17 +8,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox.processes import (
-    ProcessError,
-    die_with_parent,
-    free_port,
-    stop_process,
-    wait_until_ready,
-)
+from sandbox.processes import ProcessError, free_port, start_server, stop_process
 
 
 class FhirServerError(Exception):
-    """The FHIR server could not be started; the message says why (and where its log is)."""
+    """The FHIR server could not be started; the message says why (and ends with its log)."""
 
 
 @dataclass
@@ -47,17 +41,14 @@ def start_fhir_server(folder: Path, port: int | None = None) -> RunningFhirServe
         raise FhirServerError("sekmet-fhir is not installed: pip install -e '.[dev]'")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEKMET_")}
     log = folder / "fhir-server.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
+    try:
+        process = start_server(
             [str(executable), "serve", "--config", str(config)],
             env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
+            log=log,
+            ready_url=f"{base}/metadata",
+            what="the FHIR server",
         )
-    try:
-        wait_until_ready(f"{base}/metadata", process, what="the FHIR server")
     except ProcessError as error:
-        stop_process(process)
-        raise FhirServerError(f"{error}; see {log}") from None
+        raise FhirServerError(str(error)) from None
     return RunningFhirServer(base, process, log)

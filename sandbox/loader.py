@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -25,6 +26,7 @@ class Loaded:
     patient_id: str
     resources: int
     error: str | None = None
+    server_unusable: bool = False  # the other patients would fail the same way: stop
 
     @property
     def ok(self) -> bool:
@@ -50,6 +52,10 @@ def load_patient(
     timeout: float = 30.0,
 ) -> Loaded:
     """POST one patient's transaction to the server base."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        problem = f"the FHIR server URL must start with http:// or https:// (got {base_url!r})"
+        return Loaded(patient.key, patient.patient_id, 0, problem, server_unusable=True)
     bundle = transaction_for(patient, base_url, days=days)
     count = len(bundle.get("entry", []))
     headers = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
@@ -67,6 +73,7 @@ def load_patient(
             patient.patient_id,
             0,
             f"cannot connect to {base_url}: is the FHIR server running?",
+            server_unusable=True,
         )
     except requests.RequestException as error:
         return Loaded(
@@ -94,7 +101,7 @@ def load_patients(
             results.append(loaded)
             if on_done:
                 on_done(loaded)
-            if loaded.error and loaded.error.startswith("cannot connect"):
+            if loaded.server_unusable:
                 break  # the others would fail the same way
     return results
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import requests
 
@@ -24,6 +25,28 @@ def free_port() -> int:
         return port
 
 
+def port_in_use(port: int) -> bool:
+    """True when 127.0.0.1:`port` cannot be bound: something already listens on it."""
+    with socket.socket() as sock:
+        # As servers bind: a port left in TIME_WAIT by a stopped server counts as free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
+
+
+def log_tail(log: Path, lines: int = 15) -> str:
+    """The last lines of a server's log, indented, to show before its folder is removed."""
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "    (no log)"
+    last = [line for line in text.splitlines() if line.strip()][-lines:]
+    return "\n".join(f"    {line}" for line in last) or "    (the log is empty)"
+
+
 def wait_until_ready(
     url: str, process: subprocess.Popen[bytes], *, what: str, seconds: float = 40.0
 ) -> None:
@@ -35,10 +58,28 @@ def wait_until_ready(
         try:
             if requests.get(url, timeout=1).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:
+            # Not up yet: refused, or (gunicorn accepts before its workers boot) a read timeout.
             pass
         time.sleep(0.2)
     raise ProcessError(f"{what} did not answer at {url}")
+
+
+def start_server(
+    command: list[str], *, env: dict[str, str], log: Path, ready_url: str, what: str
+) -> subprocess.Popen[bytes]:
+    """Start a server writing to `log` and wait until `ready_url` answers 200. If it does not,
+    stop it and raise ProcessError ending with the log's tail (the log may not outlive us)."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command, env=env, stdout=output, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+        )
+    try:
+        wait_until_ready(ready_url, process, what=what)
+    except ProcessError as error:
+        stop_process(process)
+        raise ProcessError(f"{error}; the end of its log:\n{log_tail(log)}") from None
+    return process
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:

@@ -11,9 +11,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 import requests
+from click.testing import CliRunner
 
+from anastrozole_cds.cli import main
 from sandbox.patients import patient
 from sandbox.processes import free_port
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
@@ -41,6 +44,9 @@ def demo() -> Iterator[tuple[subprocess.Popen[str], str]]:
         url = found.group(1) if found else None
     assert url == f"http://127.0.0.1:{ehr_port}/"
     process.product_url = f"http://127.0.0.1:{port}/healthz"  # type: ignore[attr-defined]
+    fhir = re.search(r"FHIR server with the demo patients: (http://127\.0\.0\.1:\d+/fhir)",
+                     process.stdout.readline())  # fmt: skip
+    process.fhir_url = fhir.group(1) if fhir else None  # type: ignore[attr-defined]
     yield process, url
     if process.poll() is None:  # a test failed before Ctrl-C: stop it as a user would
         process.send_signal(signal.SIGINT)
@@ -54,6 +60,23 @@ def test_the_demo_prints_one_url_that_lists_every_patient(demo: tuple[object, st
     _, url = demo
     page = requests.get(url, timeout=10).text
     assert page.count("<a href='/patients/") == 16
+
+
+def test_the_demo_prints_its_fhir_server_for_check(
+    demo: tuple[subprocess.Popen[str], str],
+) -> None:
+    process, _ = demo
+    fhir_url = process.fhir_url  # type: ignore[attr-defined]
+    assert fhir_url is not None, "the demo did not print its FHIR server"
+    item = patient("trt-low-e2")
+    result = CliRunner().invoke(
+        main, ["check", "--json", "--fhir-server", fhir_url, "--patient", item.patient_id]
+    )
+    assert result.exit_code == 0, result.output
+    cards = orjson.loads(result.stdout)["cards"]
+    assert {card["source"]["topic"]["code"]: card["indicator"] for card in cards} == (
+        item.expected_cards
+    )
 
 
 def test_a_patient_page_shows_the_cards_its_bundle_states(demo: tuple[object, str]) -> None:

@@ -92,6 +92,26 @@ def test_an_rsa_key_signs_rs384_and_bad_keys_are_explained() -> None:
         load_signing_key({**rsa.as_dict(private=True), "kid": ""})
 
 
+@pytest.mark.parametrize(
+    ("document", "says"),
+    [
+        (
+            {"keys": [{"kty": "EC", "crv": "P-384", "kid": "k1", "d": "x", "x": "x", "y": "y"}]},
+            'a JWK Set ({"keys": [...]}), not one JWK: give one private JWK',
+        ),
+        ({"foo": 1}, 'not a JWK: the object has no "kty"'),
+        ([1, 2], "not a JWK: the file holds a JSON list, not an object"),
+        ("hello", "not a JWK: the file holds a JSON string, not an object"),
+        ({"kty": "EC", "crv": "P-384", "kid": "k1", "x": "x", "y": "y"}, "is a public key"),
+    ],
+    ids=["jwk-set", "no-kty", "list", "string", "public"],
+)
+def test_what_is_wrong_with_a_signing_key_file_is_said(document: object, says: str) -> None:
+    with pytest.raises(SandboxError) as raised:
+        load_signing_key(document)
+    assert says in str(raised.value)
+
+
 def test_the_hook_body_has_fhir_authorization_only_with_a_token() -> None:
     context = hook_context("patient-view", "p1")
     body = hook_request("patient-view", "https://fhir.example/r4/", context, access_token="t0k")

@@ -69,6 +69,16 @@ def test_unauthorized_is_explained() -> None:
     assert "HTTP 401 (unauthorized: check --token)" in result.output
 
 
+@responses.activate
+def test_a_server_url_without_a_scheme_stops_the_load_with_one_clear_reason() -> None:
+    result = CliRunner().invoke(main, ["load", "--fhir-server", "127.0.0.1:8090/fhir"])
+    assert result.exit_code == 1
+    reason = "the FHIR server URL must start with http:// or https:// (got '127.0.0.1:8090/fhir')"
+    assert result.output.count(reason) == 1  # the first patient says it, the rest are not tried
+    assert "InvalidSchema" not in result.output
+    assert len(responses.calls) == 0
+
+
 def test_an_unknown_patient_is_a_clear_error() -> None:
     result = CliRunner().invoke(main, ["load", "--fhir-server", BASE, "nobody"])
     assert result.exit_code == 1

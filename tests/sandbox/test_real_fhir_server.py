@@ -9,6 +9,7 @@ HTTP against `anastrozole-cds serve`. Each patient's Bundle states the cards to 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -138,3 +139,19 @@ def test_an_unsigned_call_over_http_is_refused(loaded: str, service: dict[str, A
     )
     assert result.exit_code == 1
     assert "HTTP 401" in result.output
+
+
+def test_the_guides_order_select_example_shows_the_interaction(loaded: str) -> None:
+    """docs/integrators.md: a tamoxifen draft for a woman on anastrozole."""
+    draft = Path(__file__).parents[2] / "docs" / "examples" / "draft-tamoxifen.json"
+    assert _check(
+        "--fhir-server", loaded, "--patient", "onc-no-dexa-pt-maren-6710", "--hook",
+        "order-select", "--draft-order", str(draft), "--select", "MedicationRequest/draft-tamoxifen",
+    ) == {"ai-interaction": "critical"}  # fmt: skip
+
+
+def test_a_patient_key_given_as_the_id_stops_check_with_the_patient_id(loaded: str) -> None:
+    result = CliRunner().invoke(main, ["check", "--fhir-server", loaded, "--patient", "trt-low-e2"])
+    assert result.exit_code == 1
+    assert f"Patient/trt-low-e2 not found on {loaded}" in result.output
+    assert "trt-low-e2-pt-harlan-0417" in result.output
