@@ -193,11 +193,16 @@ class LabResult(NamedTuple):
         return self.value > bound
 
     def shown(self) -> str:
-        """The value as a clinician reads it: "11 pg/mL", "<5 pg/mL"."""
+        """The value as a clinician reads it: "11 pg/mL", "<5 pg/mL"; converted, with the
+        result as the lab sent it, to match the report: "11.99 pg/mL (44 pmol/L)"."""
         if self.value is None:
             return self.as_sent or "no value"
         unit = f" {self.unit}" if self.unit else ""
-        return f"{self.comparator or ''}{format_number(self.value)}{unit}"
+        shown = f"{self.comparator or ''}{format_number(self.value)}{unit}"
+        sent_unit = self.sent[2]
+        if self.sent[1] is not None and _unit_key(sent_unit) != _unit_key(self.unit):
+            shown += f" ({self.as_sent})"
+        return shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,6 +362,10 @@ class PatientRecord:
 def _newest_first(result: LabResult) -> tuple[date, int, datetime]:
     """Sort key (reversed): by day, final over preliminary on a day, then by time."""
     return result.date.date(), _REPORT_RANK.get(result.status, 1), result.date
+
+
+def _unit_key(unit: str) -> str:
+    return unit.replace(" ", "").lower()
 
 
 def _sent_text(sent: tuple[str | None, float | None, str]) -> str:

@@ -174,3 +174,11 @@ def test_a_result_written_in_words_as_below_a_bound_counts_as_below_it(text: str
     finding = fires(estradiol_low, trt_man(estradiol(value_string=text)))
     assert finding.severity is Severity.CRITICAL
     assert "<5 pg/mL" in finding.summary
+
+
+def test_a_converted_result_is_shown_as_the_lab_sent_it_too() -> None:
+    """The clinician matches the card to the lab report, which says 44 pmol/L."""
+    finding = fires(estradiol_low, trt_man(estradiol(44, "pmol/L")))
+    assert "11.99 pg/mL (44 pmol/L)" in finding.summary
+    assert "(44 pmol/L)" in finding.detail
+    assert "(" not in fires(estradiol_low, trt_man(estradiol(11))).summary.split("on")[0]

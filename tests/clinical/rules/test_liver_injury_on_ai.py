@@ -56,7 +56,7 @@ def test_enzymes_in_microkatal_per_litre_are_converted() -> None:
     # 3 ukat/L is 180 U/L: 4.5x ULN.
     result = alt(3, rid="alt")
     result["valueQuantity"] = {"value": 3, "unit": "ukat/L", "code": "ukat/L"}
-    assert "180 U/L (4.5x" in fires(liver_injury_on_ai, oncology_woman(result)).summary
+    assert "180 U/L (3 ukat/L) (4.5x" in fires(liver_injury_on_ai, oncology_woman(result)).summary
 
 
 @pytest.mark.parametrize(
