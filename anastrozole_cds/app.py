@@ -26,8 +26,9 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 import cds_hooks
 import smartapp
 from anastrozole_cds import __version__, metrics
-from anastrozole_cds.config import ProductSettings, load_settings, served_at
+from anastrozole_cds.config import ConfigError, ProductSettings, load_settings, served_at
 from anastrozole_cds.store import Store
+from smartapp.config import SmartSettingsError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ def create_app(settings: ProductSettings | None = None, *, store: Store | None =
     """The product's WSGI app. Settings default to the environment and the TOML file."""
     settings = settings or load_settings()
     settings.check_audience_base()
+    settings.check_issuer_key_files()
     configure_logging(settings.log_level)
     app = Flask("anastrozole_cds", instance_path=str(settings.instance_path.resolve()))
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
@@ -256,8 +258,9 @@ def serve(
     threads: int = 4,
     timeout: int = 30,
 ) -> None:
-    """Run the app under gunicorn (gthread workers); blocks until stopped. ConfigError when
-    the settings cannot be served (see ProductSettings.check_audience_base)."""
+    """Run the app under gunicorn (gthread workers); blocks until stopped. ConfigError, with
+    one line naming the setting, when the app could not start with these settings: checked
+    here, once, rather than as a traceback from every worker."""
     from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 
     configure_logging(settings.log_level)
@@ -270,10 +273,22 @@ def serve(
                 settings.public_base_url,
             )
     settings.check_audience_base()  # before the workers start, so the CLI says why
-
-    Store(settings.store_location()).dispose()  # create the schema once, before the workers
+    settings.check_issuer_key_files()
+    try:
+        smartapp.check_settings(settings)
+    except SmartSettingsError as error:
+        raise ConfigError(str(error)) from None
+    _create_schema(settings)  # once, before the workers
     if settings.metrics_enabled:
-        metrics.share_between_workers(settings.instance_path.resolve() / "prometheus-metrics")
+        folder = settings.instance_path.resolve() / "prometheus-metrics"
+        try:
+            metrics.share_between_workers(folder)
+        except metrics.MetricsFolderInUse:
+            raise ConfigError(
+                f"instance_path {settings.instance_path.resolve()} is in use by another running "
+                "anastrozole-cds serve (its /metrics counts there): give this server its own "
+                "instance_path (ANASTROZOLE_CDS_INSTANCE_PATH)"
+            ) from None
 
     options = {
         "bind": f"{host}:{port}",
@@ -302,6 +317,23 @@ def serve(
             return create_worker_app(settings)
 
     _Server().run()
+
+
+def _create_schema(settings: ProductSettings) -> None:
+    """Create the database's tables; ConfigError naming store_url (password hidden) when the
+    database cannot be reached."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        Store(settings.store_location()).dispose()
+    except (SQLAlchemyError, ImportError) as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        try:
+            shown = make_url(settings.store_location()).render_as_string(hide_password=True)
+        except SQLAlchemyError:
+            shown = "(not a database URL)"
+        raise ConfigError(f"store_url: cannot use the database at {shown}: {reason}") from None
 
 
 def _worker_exited(_server: Any, worker: Any) -> None:

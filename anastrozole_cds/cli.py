@@ -48,6 +48,11 @@ def evaluate(file: Path, now_text: str | None, as_json: bool) -> None:
         resources = orjson.loads(file.read_bytes())
     except orjson.JSONDecodeError as error:
         raise click.ClickException(f"{file} is not JSON: {error}") from error
+    if not _is_fhir(resources):
+        raise click.ClickException(
+            f"{file} is not a FHIR Bundle, a resource or a JSON list of resources "
+            '(each an object with a "resourceType")'
+        )
     findings = evaluate_resources(resources, now=_parse_now(now_text))
     if as_json:
         sys.stdout.write(
@@ -62,6 +67,14 @@ def evaluate(file: Path, now_text: str | None, as_json: bool) -> None:
         return
     for finding in findings:
         click.echo(f"[{finding.severity.value.upper():8}] {finding.rule_id}: {finding.summary}")
+
+
+def _is_fhir(document: Any) -> bool:
+    """A resource (a Bundle is one), or a list of resources: what `evaluate` reads."""
+    items = document if isinstance(document, list) else [document]
+    return all(
+        isinstance(item, dict) and isinstance(item.get("resourceType"), str) for item in items
+    )
 
 
 MAX_LINE_PROBLEMS_SHOWN = 20
@@ -142,9 +155,11 @@ def _product_settings(config: Path | None) -> ProductSettings:
     from anastrozole_cds.config import ConfigError, load_settings
 
     try:
-        return load_settings(config)
+        settings = load_settings(config)
+        settings.check_issuer_key_files()
     except ConfigError as error:
         raise click.ClickException(str(error)) from error
+    return settings
 
 
 @main.command()
@@ -351,6 +366,12 @@ def check(
     from sandbox.ehr_client import SandboxError, load_signing_key
     from sandbox.render import cards_table, masked_request
 
+    if service and (now_text or config):
+        option = "--now" if now_text else "--config"
+        raise click.UsageError(
+            f"{option} applies only in process: a service at --service judges with its own "
+            "clock and settings"
+        )
     key = None
     if key_file is not None:
         try:

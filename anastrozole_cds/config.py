@@ -2,14 +2,19 @@
 
 Environment variables are prefixed `ANASTROZOLE_CDS_` (`ANASTROZOLE_CDS_PUBLIC_BASE_URL`);
 lists and tables are JSON (`ANASTROZOLE_CDS_ISSUERS='[{"iss": ...}]'`), and a table's keys
-can also be set one by one with `__` (`ANASTROZOLE_CDS_CLINICAL__DEXA_INTERVAL=365`).
-The TOML file is `--config PATH` or `ANASTROZOLE_CDS_CONFIG`. Every setting is described in
-docs/cds-hooks.md.
+can also be set one by one with `__` (`ANASTROZOLE_CDS_CLINICAL__DEXA_INTERVAL=365`,
+`ANASTROZOLE_CDS_CLINICAL__DISABLED_RULES='["dexa-due"]'`).
+The TOML file is `--config PATH` or `ANASTROZOLE_CDS_CONFIG`; its `[smart]` table holds the
+SMART app's settings (smartapp/config.py). Every setting is described in docs/cds-hooks.md.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+import tomllib
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +28,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from clinical.rules import RULE_IDS
 from clinical.settings import Settings as ClinicalSettings
+from smartapp.config import SmartSettings, load_smart_settings
 
 ENV_PREFIX = "ANASTROZOLE_CDS_"
 CONFIG_ENV = f"{ENV_PREFIX}CONFIG"
@@ -121,6 +128,8 @@ class ProductSettings(BaseSettings):
 
     # Thresholds and switched-off rules: keys of clinical.settings.Settings, durations in days.
     clinical: dict[str, Any] = Field(default_factory=dict)
+    # The SMART app's settings from the TOML file; its ANASTROZOLE_CDS_SMART_* variables win.
+    smart: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("public_base_url", "smart_launch_url")
     @classmethod
@@ -145,6 +154,7 @@ class ProductSettings(BaseSettings):
         if len(names) != len(set(names)):
             raise ValueError("an issuer is listed twice")
         self.clinical_settings()  # unknown or malformed clinical keys fail at start-up
+        self.smart_settings()
         return self
 
     @classmethod
@@ -168,13 +178,46 @@ class ProductSettings(BaseSettings):
         return self.evaluation_time or datetime.now(UTC)
 
     def clinical_settings(self) -> ClinicalSettings:
-        overrides = dict(self.clinical)
-        rules = overrides.get("disabled_rules")
-        if isinstance(rules, str):  # from an environment variable: "a,b"
-            overrides["disabled_rules"] = [
-                name.strip() for name in rules.split(",") if name.strip()
-            ]
-        return ClinicalSettings().with_overrides(overrides)
+        """The `[clinical]` table over the defaults; SettingError names a key that is wrong."""
+        settings = ClinicalSettings()
+        known = [f.name for f in fields(settings)]
+        for key, value in self.clinical.items():
+            name = f"clinical.{key}"
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise SettingError(name, f"unknown clinical setting{hint}")
+            if isinstance(value, str) and value.lstrip().startswith("["):
+                value = _json_list(name, value)  # a list from an environment variable
+            if key == "disabled_rules":
+                value = _rule_ids(name, value)
+            try:
+                settings = settings.with_overrides({key: value})
+            except (ValueError, TypeError) as error:
+                raise SettingError(name, f"cannot use {value!r}: {error}") from None
+        return settings
+
+    def smart_settings(self) -> SmartSettings:
+        """The SMART app's settings: its environment variables, then the `[smart]` table."""
+        return load_smart_settings(self.smart)
+
+    def check_issuer_key_files(self) -> None:
+        """Raise ConfigError when an issuer's jwks_file is missing or not a JWKS: every call of
+        that EHR would be refused, and the 401 does not name the file."""
+        for issuer in self.issuers:
+            if issuer.jwks_file is None:
+                continue
+            where = f"issuer {issuer.iss!r}: jwks_file {issuer.jwks_file}"
+            try:
+                document = json.loads(issuer.jwks_file.read_bytes())
+            except FileNotFoundError:
+                raise ConfigError(f"{where} does not exist") from None
+            except OSError as error:
+                raise ConfigError(f"{where} cannot be read ({error.strerror})") from None
+            except ValueError:
+                raise ConfigError(f"{where} is not JSON") from None
+            if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+                raise ConfigError(f'{where} is not a JWKS (a JSON object with a "keys" list)')
 
     def store_location(self) -> str:
         if self.store_url:
@@ -211,6 +254,38 @@ class ConfigError(ValueError):
     """The configuration cannot be used; the message says why, without secrets."""
 
 
+class SettingError(ValueError):
+    """One setting is wrong; `name` is its dotted name (`clinical.dexa_interval`)."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+        self.problem = problem
+
+
+def _json_list(name: str, value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        raise SettingError(name, f"not a JSON list: {value!r}") from None
+
+
+def _rule_ids(name: str, value: Any) -> list[str]:
+    """Rule ids to switch off: a list, or from an environment variable "a, b"."""
+    if isinstance(value, str):
+        value = [rule.strip() for rule in value.split(",") if rule.strip()]
+    if not isinstance(value, list) or not all(isinstance(rule, str) for rule in value):
+        raise SettingError(name, 'must be a list of rule ids, e.g. ["dexa-due"]')
+    unknown = [rule for rule in value if rule not in RULE_IDS]
+    if unknown:
+        raise SettingError(
+            name,
+            f"unknown rule id {', '.join(map(repr, unknown))}; the rule ids are: "
+            + ", ".join(RULE_IDS),
+        )
+    return value
+
+
 _EVERY_ADDRESS = ("", "0.0.0.0", "::", "[::]")  # a wildcard bind names no URL
 
 
@@ -228,9 +303,9 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Pr
     """Settings from defaults, the TOML file (argument or ANASTROZOLE_CDS_CONFIG) and the
     environment; keyword overrides win over everything (tests use them)."""
     path = config_file or os.environ.get(CONFIG_ENV)
+    toml_path = Path(path) if path else None
     try:
-        if path:
-            toml_path = Path(path)
+        if toml_path is not None:
             if not toml_path.is_file():
                 raise ConfigError(f"configuration file not found: {toml_path}")
 
@@ -239,18 +314,60 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Pr
 
             return _FromFile(**overrides)
         return ProductSettings(**overrides)
-    except ValueError as error:  # pydantic's ValidationError and tomllib's errors are ValueErrors
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(
+            f"invalid configuration: {toml_path} is not valid TOML: {error}"
+        ) from None
+    except ValueError as error:  # pydantic's ValidationError is a ValueError
         if isinstance(error, ConfigError):
             raise
-        raise ConfigError(_describe(error)) from None
+        raise ConfigError(_describe(error, toml_path)) from None
 
 
-def _describe(error: ValueError) -> str:
+def _describe(error: ValueError, toml_path: Path | None) -> str:
+    """One clause per wrong setting: its name, where it was set, and what is wrong."""
     errors = getattr(error, "errors", None)
-    if callable(errors):
-        lines = []
-        for item in errors(include_input=False, include_url=False):
-            where = ".".join(str(part) for part in item.get("loc", ())) or "settings"
-            lines.append(f"{where}: {item.get('msg')}")
-        return "invalid configuration: " + "; ".join(lines)
-    return f"invalid configuration: {error}"
+    if not callable(errors):
+        return f"invalid configuration: {error}"
+    lines = []
+    for item in errors(include_input=False, include_url=False):
+        location = [str(part) for part in item.get("loc", ())]
+        cause = item.get("ctx", {}).get("error")
+        if isinstance(cause, SettingError):
+            name, problem = cause.name, cause.problem
+        elif location:
+            name, problem = ".".join(location), str(cause) if cause else item["msg"]
+        else:  # a whole-settings check; a SMART setting's message names it already
+            lines.append(str(cause) if cause else item["msg"])
+            continue
+        if item["type"] == "extra_forbidden":
+            problem = _unknown_setting(location)
+        lines.append(f"{name}{_set_in(name, toml_path)}: {problem}")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def _set_in(name: str, toml_path: Path | None) -> str:
+    """Where a setting came from: its environment variable (the strongest), else the file.
+    `clinical.dexa_interval` is ANASTROZOLE_CDS_CLINICAL__DEXA_INTERVAL or the whole table's."""
+    variables = {
+        f"{ENV_PREFIX}{name.replace('.', '__')}".upper(),
+        f"{ENV_PREFIX}{name.split('.')[0]}".upper(),
+    }
+    for variable in os.environ:
+        if variable.upper() in variables:
+            return f" (environment variable {variable})"
+    return f" (in {toml_path})" if toml_path else ""
+
+
+def _unknown_setting(location: list[str]) -> str:
+    key = location[-1]
+    if len(location) == 1:
+        if key in {f.name for f in fields(ClinicalSettings)}:
+            return "unknown setting: it belongs in the [clinical] table"
+        if key in SmartSettings.model_fields:
+            return "unknown setting: it belongs in the [smart] table"
+        known = list(ProductSettings.model_fields)
+    else:
+        known = list(IssuerConfig.model_fields) if location[0] == "issuers" else []
+    close = difflib.get_close_matches(key, known, n=1)
+    return "unknown setting" + (f" (did you mean {close[0]}?)" if close else "")

@@ -7,17 +7,18 @@ token, URL or free text is ever a label.
 
 Under `anastrozole-cds serve` the workers are separate processes: `serve()` calls
 `share_between_workers(folder)` before they start, each worker writes its values to files
-there, and /metrics adds them up (prometheus-client's multiprocess mode). Without it (tests,
+there, and /metrics adds them up (prometheus-client's multiprocess mode). One server per
+folder: a lock keeps a second one from emptying a live server's counts. Without it (tests,
 `flask run`) the values live in the process.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from flask import Flask
 from prometheus_client import (
@@ -37,6 +38,7 @@ EXTENSION = "anastrozole_cds.metrics"
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 UNKNOWN = "unknown"
+LOCK_FILE = "server.lock"  # held by the server whose workers count in the folder
 
 # A prefetched call answers in a few ms; one that queries the FHIR server is bounded by
 # fhir_deadline_seconds (2.5 by default).
@@ -153,11 +155,30 @@ def metrics_for(app: Flask) -> Metrics:
 # -- several worker processes --------------------------------------------------------------------
 
 
+class MetricsFolderInUse(RuntimeError):
+    """Another live server counts in this folder."""
+
+
+# Held open for the server's life: the lock is released when it (and its workers) end.
+_folder_lock: list[IO[str]] = []
+
+
 def share_between_workers(folder: Path) -> None:
     """Multiprocess mode for the workers about to start: each writes its values to files in
-    `folder` (emptied now), and /metrics adds them up. Call before any worker is forked."""
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    `folder`, and /metrics adds them up. Call before any worker is forked.
+
+    The folder is emptied only once this server holds its lock; MetricsFolderInUse, and
+    nothing touched, when another live server holds it (its counts would be wiped)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = (folder / LOCK_FILE).open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise MetricsFolderInUse(f"{folder} is in use by another running server") from None
+    _folder_lock.append(lock)
+    for values_file in folder.glob("*.db"):  # the counts of a server that has ended
+        values_file.unlink()
     os.environ[MULTIPROCESS_ENV] = str(folder)
     # prometheus-client chooses how values are kept when it is imported, which this module did
     # before the variable was set; choose again, before any metric exists (they are created in

@@ -1,7 +1,9 @@
 """The SMART App Launch 2.x app: launch.html, EHR and standalone launch, the dashboard.
 
 `init_app(app, settings, store)` registers the blueprint; settings are the product's plus
-`smartapp.config.SmartSettings` (ANASTROZOLE_CDS_SMART_*). See docs/smart-app.md.
+`smartapp.config.SmartSettings` (ANASTROZOLE_CDS_SMART_*, or the TOML file's `[smart]`).
+`check_settings(settings)` tries the key file and token keys first, for `serve`'s start-up.
+See docs/smart-app.md.
 """
 
 from __future__ import annotations
@@ -16,7 +18,27 @@ if TYPE_CHECKING:
     from smartapp.config import SmartSettings
     from smartapp.token_cipher import TokenCipher
 
-__all__ = ["init_app"]
+__all__ = ["check_settings", "init_app"]
+
+
+def check_settings(settings: ProductSettings) -> None:
+    """Raise SmartSettingsError, naming the setting, when the SMART app cannot start: its
+    private key file or token keys cannot be used (the other settings are checked on load)."""
+    from smartapp.config import SmartSettingsError, setting_name
+    from smartapp.keys import KeyFileError, load_signing_key
+    from smartapp.token_cipher import TokenKeyError
+
+    smart = settings.smart_settings()
+    if smart.client_auth == "private_key_jwt" and smart.private_key_file:
+        try:
+            load_signing_key(smart.private_key_file)
+        except KeyFileError as error:
+            raise SmartSettingsError(f"{setting_name('private_key_file')}: {error}") from None
+    try:
+        _cipher_for(settings, smart)
+    except TokenKeyError as error:  # "the token key ..." or "previous token key N ..."
+        field = "previous_token_keys" if str(error).startswith("previous") else "token_key"
+        raise SmartSettingsError(f"{setting_name(field)}: {error}") from None
 
 
 def init_app(
@@ -32,7 +54,6 @@ def init_app(
     # the app (importing it all took 2 s of every command's start).
     from anastrozole_cds.store import Store
     from ehr.client import ClientLimits
-    from smartapp.config import SmartSettings
     from smartapp.discovery import Discovery
     from smartapp.flow import SmartRuntime
     from smartapp.keys import load_signing_key
@@ -40,7 +61,7 @@ def init_app(
     from smartapp.tokens import TokenStore
     from smartapp.views import EXTENSION, blueprint
 
-    smart = smart_settings or SmartSettings()
+    smart = smart_settings or settings.smart_settings()
     store = store or app.extensions.get("anastrozole_cds.store") or Store(settings.store_location())
     signing_key = (
         load_signing_key(smart.private_key_file)

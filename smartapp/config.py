@@ -1,4 +1,5 @@
-"""SMART app settings: environment variables prefixed `ANASTROZOLE_CDS_SMART_`.
+"""SMART app settings: environment variables prefixed `ANASTROZOLE_CDS_SMART_`, or the
+`[smart]` table of the product's TOML file (the environment wins).
 
     ANASTROZOLE_CDS_SMART_ALLOWED_ISSUERS='["https://ehr.example.org/fhir/r4"]'
     ANASTROZOLE_CDS_SMART_CLIENT_ID=anastrozole-monitor
@@ -11,12 +12,22 @@ trust no EHR: with no allowed issuer every launch is refused.
 
 from __future__ import annotations
 
+import difflib
+import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 ENV_PREFIX = "ANASTROZOLE_CDS_SMART_"
 
@@ -92,8 +103,8 @@ class SmartSettings(BaseSettings):
             raise ValueError("default_issuer must be one of allowed_issuers")
         if self.client_auth == "private_key_jwt" and self.private_key_file is None:
             raise ValueError(
-                "client_auth private_key_jwt needs private_key_file "
-                "(make one with `anastrozole-cds keys generate`)"
+                f"client_auth private_key_jwt needs private_key_file "
+                f"({setting_name('private_key_file')}; make one with `anastrozole-cds keys generate`)"
             )
         return self
 
@@ -106,3 +117,58 @@ class SmartSettings(BaseSettings):
             return self.frame_ancestors or ("'none'",)
         origins = dict.fromkeys(origin_of(iss) for iss in self.allowed_issuers)
         return ("'self'", *origins)
+
+
+class SmartSettingsError(ValueError):
+    """A SMART setting cannot be used; the message names it (its variable or `[smart]` key)."""
+
+
+def setting_name(field: str) -> str:
+    """A setting as the admin wrote it: its environment variable when set, else `[smart] field`."""
+    variable = f"{ENV_PREFIX}{field}".upper()
+    if any(name.upper() == variable for name in os.environ):
+        return variable
+    return f"[smart] {field}"
+
+
+def load_smart_settings(table: Mapping[str, Any] | None = None) -> SmartSettings:
+    """The SMART settings: ANASTROZOLE_CDS_SMART_* variables, then `table` (the TOML file's
+    `[smart]`), then the defaults. SmartSettingsError, naming the setting, when one is wrong."""
+    from_file = dict(table or {})
+
+    class _WithFileTable(SmartSettings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return init_settings, env_settings, InitSettingsSource(settings_cls, from_file)
+
+    try:
+        return _WithFileTable()
+    except SettingsError as error:  # a variable that is not JSON where JSON is needed
+        field = re.search(r'field "(\w+)"', str(error))
+        name = setting_name(field.group(1)) if field else f"an {ENV_PREFIX}* variable"
+        raise SmartSettingsError(
+            f"{name}: not a JSON list (write it as '[\"https://ehr.example.org/fhir\"]')"
+        ) from None
+    except ValidationError as error:
+        raise SmartSettingsError(_describe(error)) from None
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors(include_input=False, include_url=False):
+        location = item.get("loc", ())
+        cause = item.get("ctx", {}).get("error")
+        problem = str(cause) if cause is not None else item["msg"]
+        if item["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(location[0]), SmartSettings.model_fields, n=1)
+            problem = "unknown setting" + (f" (did you mean {close[0]}?)" if close else "")
+        name = setting_name(str(location[0])) if location else "SMART settings"
+        problems.append(f"{name}: {problem}")
+    return "; ".join(problems)
