@@ -110,8 +110,8 @@ def population(
 ) -> None:
     """Evaluate every patient of a FHIR Bulk Data export (EXPORT_DIR/*.ndjson[.gz]).
 
-    Writes one row per finding (patient_id, rule_id, severity, summary, intent, evidence),
-    sorted by patient; counts go to standard error. Exit status 1 when a line could not be
+    Writes one row per finding (patient_id, rule_id, severity, summary, intent, evidence,
+    data_gaps), sorted by patient; counts go to standard error. Exit status 1 when a line could not be
     read (the rest is still evaluated). See docs/population.md.
     """
     from anastrozole_cds import population as bulk
@@ -221,7 +221,7 @@ def _parse_day(value: str | None) -> date:
 
 
 @main.command()
-@click.option("--fhir-server", required=True, help="FHIR R4 base URL to load the patients into.")
+@click.option("--fhir-server", help="FHIR R4 base URL to load the patients into.")
 @click.option("--token", envvar="ANASTROZOLE_CDS_FHIR_TOKEN", help="Bearer token for the server.")
 @click.option(
     "--as-of",
@@ -258,10 +258,13 @@ def load(
         for item in chosen:
             click.echo(f"{item.key:22} {item.patient_id:40} {', '.join(item.expected_cards)}")
         return
+    if not fhir_server:
+        raise click.UsageError("Missing option '--fhir-server' (only --list needs none).")
     days = 0 if no_shift else days_to_shift(_parse_day(as_of))
     console.print(
-        f"Loading {len(chosen)} patients into {fhir_server} "
-        f"(dates moved {days:+d} days from {REFERENCE_DATE.isoformat()})"
+        f"Loading {len(chosen)} patient{'' if len(chosen) == 1 else 's'} into {fhir_server} "
+        f"(dates moved {days:+d} days from {REFERENCE_DATE.isoformat()})",
+        soft_wrap=True,
     )
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("Loading", total=len(chosen))
@@ -315,7 +318,7 @@ def load(
     "--draft-order",
     "draft_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Draft order(s) for order hooks: a resource or a Bundle (default: renew the current anastrozole order).",
+    help="Draft order(s) for order hooks: a resource, a Bundle or a JSON list of resources (default: renew the current anastrozole order).",
 )
 @click.option(
     "--select",

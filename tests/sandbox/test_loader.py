@@ -94,3 +94,12 @@ def test_no_shift_and_as_of_the_reference_day_load_the_dates_as_written(args: li
     sent = json.loads(responses.calls[0].request.body)
     written = patient("trt-low-e2").bundle["entry"]
     assert [e["resource"] for e in sent["entry"]] == [e["resource"] for e in written]
+
+
+def test_listing_the_patients_needs_no_fhir_server() -> None:
+    listed = CliRunner().invoke(main, ["load", "--list"])
+    assert listed.exit_code == 0, listed.output
+    assert "trt-low-e2" in listed.output
+    refused = CliRunner().invoke(main, ["load", "trt-low-e2"])
+    assert refused.exit_code == 2
+    assert "--fhir-server" in refused.output
