@@ -103,7 +103,10 @@ def test_a_second_serve_on_the_same_instance_path_leaves_the_first_ones_metrics(
 def test_a_folder_left_by_a_server_that_has_ended_is_emptied(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(metrics.MULTIPROCESS_ENV, raising=False)
+    # Set first so that monkeypatch records the variable and takes back what
+    # share_between_workers sets: left set, it turned every later test's metrics multiprocess.
+    monkeypatch.setenv(metrics.MULTIPROCESS_ENV, "recorded")
+    monkeypatch.delenv(metrics.MULTIPROCESS_ENV)
     monkeypatch.setattr(values, "ValueClass", values.ValueClass)
     monkeypatch.setattr(metrics, "_folder_lock", [])
     folder = tmp_path / "prometheus-metrics"
