@@ -280,6 +280,13 @@ class TokenStore:
             access_expires_at=access_expires_at,
         )
 
+    def rebind_browser(self, old: str, new: str) -> None:
+        """Move every launch and session of a browser to its new cookie (issued at sign-in, so
+        that a cookie planted before it opens nothing after)."""
+        with self.engine.begin() as connection:
+            for table in (launch_table, session_table):
+                connection.execute(update(table).where(table.c.browser == old).values(browser=new))
+
     def end_session(self, handle: str) -> None:
         with self.engine.begin() as connection:
             connection.execute(delete(session_table).where(session_table.c.handle == handle))

@@ -186,11 +186,16 @@ def callback() -> BaseResponse:
         browser=browser_hash(cookie) if cookie else None,
         now=utc_now(),
     )
+    # A new cookie at sign-in, the browser's sessions moved to it: a cookie planted in this
+    # browser before (session fixation) opens nothing after.
+    new_cookie = _new_cookie(runtime)
+    browser = browser_hash(new_cookie)
+    runtime.tokens.rebind_browser(session.browser, browser)
     # No #fragment to the card's finding: scrolling would hide the patient banner. The page
     # marks the finding and links to it instead.
     response = redirect(url_for("smartapp.dashboard", handle=session.handle), 303)
-    framed = _framed() or _framed_session(runtime, session.browser)
-    _set_cookie(runtime, response, cookie or "", framed=framed)
+    framed = _framed() or _framed_session(runtime, browser)
+    _set_cookie(runtime, response, new_cookie, framed=framed)
     return response
 
 

@@ -53,16 +53,32 @@ def test_a_cookie_value_the_app_did_not_mint_is_not_adopted(
         assert planter.get(target).status_code == 401
 
 
-def test_the_cookie_the_app_minted_is_kept_so_a_second_launch_keeps_the_first_open(
+def test_a_second_launch_keeps_the_first_open_under_the_cookie_of_its_sign_in(
     client: FlaskClient, sandbox: Sandbox, ehr: responses.RequestsMock
 ) -> None:
-    client.set_cookie(COOKIE, PLANTED, path="/smart")
     first = launch_and_sign_in(client, sandbox)
-    minted = cookie_value(client)
+    after_first = cookie_value(client)
     second = launch_and_sign_in(client, sandbox)
-    assert cookie_value(client) == minted
-    assert client.get(first).status_code == 200
+    assert cookie_value(client) != after_first  # a new cookie at each sign-in
+    assert client.get(first).status_code == 200  # both sessions moved to it
     assert client.get(second).status_code == 200
+
+
+def test_a_cookie_the_app_minted_for_another_browser_opens_nothing_after_sign_in(
+    app: Flask, client: FlaskClient, sandbox: Sandbox, ehr: responses.RequestsMock
+) -> None:
+    """Session fixation with a real cookie: an attacker launches to get one the app minted,
+    plants it in the clinician's browser, and waits for the clinician to sign in."""
+    with app.test_client() as attacker:
+        launch_and_sign_in(attacker, sandbox)
+        planted = cookie_value(attacker)
+    client.set_cookie(COOKIE, planted, path="/smart")
+    target = launch_and_sign_in(client, sandbox)
+    assert cookie_value(client) != planted
+    assert client.get(target).status_code == 200
+    with app.test_client() as planter:
+        planter.set_cookie(COOKIE, planted, path="/smart")
+        assert planter.get(target).status_code == 401
 
 
 @pytest.fixture
