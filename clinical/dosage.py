@@ -155,20 +155,36 @@ _ONCE_TWICE_AS_TIMES: Final = {"once": "1 times", "twice": "2 times", "thrice": 
 _DECIMAL = r"\d+(?:\.\d+)?|\.\d+"
 _PLAIN_DECIMAL = re.compile(_DECIMAL)
 _LARGEST_INT: Final = 10**300  # float() of a larger int raises OverflowError
+# "0. 5 mg" (a stray space in "0.5") is not read as 5 mg: a number after "digit. " is left out.
+_NOT_AFTER_A_POINT = r"(?<!\d\.\s)(?<!\d\.)"
 _MASS = re.compile(
-    rf"(?<![\w./])(?P<num>\d+/\d+|{_DECIMAL})\s*"
+    rf"(?<![\w./]){_NOT_AFTER_A_POINT}"
+    # "0.5-1 mg", "0.5 to 1 mg": a range, read as its low end (as a doseRange is)
+    rf"(?:(?P<low>{_DECIMAL})\s*(?:-|to)\s*)?"
+    rf"(?P<num>\d+/\d+|{_DECIMAL})\s*"
     r"(?P<unit>mg|mgs|milligrams?|mcg|ug|micrograms?|gm|g|grams?)(?![a-z])"
     # a concentration or a weight-based dose is not an amount
     r"(?!\s*/\s*(?:ml|l|cc|kg|m2|tab|cap))"
 )
-# "1 mg tablet", "of 1 mg": the product's strength, not the dose
-_MASS_IS_STRENGTH_AFTER = re.compile(r"\s*(?:oral\s+)?(?:tablets?|tabs?|capsules?|caps?|pills?)\b")
-_MASS_IS_STRENGTH_BEFORE = re.compile(r"\bof\s+(?:an?\s+|the\s+)?$")
+# "1 mg tablet", "1 MG PO TABS", "of 1 mg", "anastrozole 1 mg, 1/2 tab": the product's strength,
+# not the dose (when the text also gives a tablet count; else the strength alone is the dose).
+_MASS_IS_STRENGTH_AFTER = re.compile(
+    r"\s*(?:oral\s+|po\s+)?(?:tablets?|tabs?|capsules?|caps?|pills?)\b"
+)
+_MASS_IS_STRENGTH_BEFORE = re.compile(
+    r"(?:\bof\s+(?:an?\s+|the\s+)?"
+    r"|\b(?:anastrozole|arimidex|letrozole|femara|exemestane|aromasin)\s*(?:\([a-z ]+\)\s*)?)$"
+)
+_STRENGTH_LOOK_BACK: Final = 32  # characters before a mass searched for "of a", a drug name
 _COUNT = re.compile(
-    r"(?<![\w./])(?P<num>\d+\s+\d+/\d+|\d+/\d+|\d+(?:\.\d+)?|\.\d+"
+    rf"(?<![\w./]){_NOT_AFTER_A_POINT}(?P<num>\d+\s+\d+/\d+|\d+/\d+|\d+(?:\.\d+)?|\.\d+"
     r"|one\s*-?\s*half|a\s+half|half|one\s*-?\s*quarter|a\s+quarter|quarter"
     r"|one|two|three|four|an?)"
-    r"\s*-?\s*(?:of\s+(?:an?|one)\s+|an?\s+)?(?P<form>tablets?|tabs?|capsules?|caps?|pills?)\b"
+    # "1-2 tablets": a range, read as its low end
+    r"(?:\s*(?:-|to)\s*(?P<high>\d+(?:\.\d+)?)(?=\s*(?:tablets?|tabs?|capsules?|caps?|pills?)\b))?"
+    # "half of a 1 mg tablet", "1/2 of 1 mg tab": the mg is the tablet's strength
+    r"\s*-?\s*(?:of\s+(?:(?:an?|one|the)\s+)?(?:(?:\d+(?:\.\d+)?|\.\d+)\s*(?:mg|mcg)\s+)?"
+    r"|an?\s+)?(?P<form>tablets?|tabs?|capsules?|caps?|pills?)\b"
 )
 # a compounded liquid: "0.5 mL of 1 mg/mL"
 _VOLUME = re.compile(
@@ -415,7 +431,7 @@ def _quantity(quantity: object) -> tuple[float, str] | None:
     """(value, unit): the unit is a known key of the unit tables when code or unit is one."""
     if not isinstance(quantity, dict):
         return None
-    value = _non_negative(quantity.get("value"))
+    value = _positive(quantity.get("value"))  # a dose of 0 is no dose (bad data), not 0 mg
     if value is None:
         return None
     shown = ""
@@ -563,6 +579,7 @@ def _text_amount(text: str, strength: float | None) -> _Amount | None:
     verb = _VERB.search(text)
     verb_at = verb.start() if verb else -1
     dose_mg: float | None = None
+    dose_match: re.Match[str] | None = None
     label_strength: float | None = None
     first_mg: float | None = None
     for match in _MASS.finditer(text):
@@ -572,20 +589,25 @@ def _text_amount(text: str, strength: float | None) -> _Amount | None:
         first_mg = mg if first_mg is None else first_mg
         is_strength = bool(
             _MASS_IS_STRENGTH_AFTER.match(text, match.end())
-            or _MASS_IS_STRENGTH_BEFORE.search(text, max(0, match.start() - 9), match.start())
+            or _MASS_IS_STRENGTH_BEFORE.search(
+                text, max(0, match.start() - _STRENGTH_LOOK_BACK), match.start()
+            )
         )
         if is_strength or match.start() < verb_at:
             label_strength = mg if label_strength is None else label_strength
         elif dose_mg is None:
-            dose_mg = mg
+            dose_mg, dose_match = mg, match
     if dose_mg is not None:
+        low_mg = _mass_mg(dose_match, "low") if dose_match is not None else None
+        if low_mg is not None and low_mg < dose_mg:  # "0.5-1 mg": the low end, as for doseRange
+            return _Amount(low_mg, f"{_fmt(low_mg)}-{_fmt(dose_mg)} mg")
         return _Amount(dose_mg, f"{_fmt(dose_mg)} mg")
 
     count = _first_count(text, verb_at)
     if count is not None:
-        value, form = count
+        values, form = count
         unit_mg = strength if strength is not None else label_strength
-        return _amount((value,), form, unit_mg)
+        return _amount(values, form, unit_mg)
     volume = _first_volume(text, verb_at)
     if volume is not None:
         return volume
@@ -594,8 +616,9 @@ def _text_amount(text: str, strength: float | None) -> _Amount | None:
     return None
 
 
-def _mass_mg(match: re.Match[str]) -> float | None:
-    value = _text_number(match.group("num"))
+def _mass_mg(match: re.Match[str], group: str = "num") -> float | None:
+    number = match.group(group)
+    value = _text_number(number) if number else None
     if value is None:
         return None
     unit = match.group("unit")
@@ -619,18 +642,20 @@ def _first_volume(text: str, verb_at: int) -> _Amount | None:
     return _Amount(mg, f"{label} ({_fmt(mg)} mg)" if mg is not None else label)
 
 
-def _first_count(text: str, verb_at: int) -> tuple[float, str] | None:
-    """The first tablet count, preferring one after the verb."""
+def _first_count(text: str, verb_at: int) -> tuple[tuple[float, ...], str] | None:
+    """The first tablet count (a range "1-2 tablets" as (1, 2)), preferring one after the verb."""
     counts = [
-        (match.start(), value, match.group("form"))
+        (match.start(), value, match.group("high"), match.group("form"))
         for match in _COUNT.finditer(text)
         if (value := _text_number(match.group("num"))) is not None
     ]
     if not counts:
         return None
     after_verb = [count for count in counts if count[0] > verb_at]
-    _, value, form = (after_verb or counts)[0]
-    return value, "capsule" if form.startswith("cap") else "tablet"
+    _, value, high, form = (after_verb or counts)[0]
+    high_value = _text_number(high) if high else None
+    values = (value, high_value) if high_value is not None and high_value > value else (value,)
+    return values, "capsule" if form.startswith("cap") else "tablet"
 
 
 def _text_schedule(text: str) -> _Schedule | None:

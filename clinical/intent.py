@@ -59,7 +59,9 @@ def therapy_start(record: PatientRecord) -> tuple[datetime | None, bool]:
 
 
 def anastrozole_course(record: PatientRecord) -> MedicationCourse | None:
-    current = record.current_courses("anastrozole")
+    """The course judged: a draft first, else the newest; ties go to the reference, so the
+    same chart gives the same finding whatever the order of its resources."""
+    current = sorted(record.current_courses("anastrozole"), key=lambda c: c.ref)
     if not current:
         return None
     drafts = [course for course in current if course.is_draft]
@@ -68,9 +70,13 @@ def anastrozole_course(record: PatientRecord) -> MedicationCourse | None:
     return max(current, key=lambda c: c.start or record.as_of.replace(year=1900))
 
 
+def _by_ref(courses: list[MedicationCourse]) -> list[MedicationCourse]:
+    return sorted(courses, key=lambda c: c.ref)
+
+
 def order_clues(record: PatientRecord) -> list[Clue]:
     clues = []
-    for course in record.current_courses("anastrozole"):
+    for course in _by_ref(record.current_courses("anastrozole")):
         for group in sorted(course.reasons):
             if group in _INDICATIONS:
                 text = f"order indication: {course.reason_text}"
@@ -81,7 +87,18 @@ def order_clues(record: PatientRecord) -> list[Clue]:
 
 def condition_clues(record: PatientRecord) -> list[Clue]:
     clues = []
-    for condition in record.conditions:
+    # The cancer before the receptor status, then by name: not by the order of the resources.
+    rank = {group: index for index, group in enumerate(_INDICATIONS)}
+    conditions = sorted(
+        record.conditions,
+        key=lambda c: (
+            min((rank.get(g, len(rank)) for g in c.groups), default=len(rank)),
+            c.name,
+            c.code,
+            c.ref,
+        ),
+    )
+    for condition in conditions:
         for group in sorted(condition.groups):
             intent = _INDICATIONS.get(group)
             if intent and (condition.active or group in _ANY_STATUS):
@@ -95,7 +112,7 @@ def condition_clues(record: PatientRecord) -> list[Clue]:
 
 def medication_clues(record: PatientRecord, now: datetime) -> list[Clue]:
     clues = []
-    for course in record.medications:
+    for course in _by_ref(record.medications):
         if not course.overlaps_last_year(now):
             continue
         when = "" if course.is_current(now) else f", {course.status}"

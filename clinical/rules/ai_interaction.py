@@ -17,26 +17,51 @@ SOURCE = (
 )
 
 
-def _is_switch(one: MedicationCourse, other: MedicationCourse, days: int) -> bool:
+def _is_switch(
+    partner: MedicationCourse,
+    anastrozole_start: datetime | None,
+    anastrozole_end: datetime | None,
+    days: int,
+) -> bool:
     """The drug started first ends no later than `days` after the other starts: a switch, not
-    a combination."""
-    if one.start is None or other.start is None:
+    a combination. Anastrozole's start is that of the running therapy (a renewal written as a
+    new order does not make months of combination look like a switch)."""
+    if partner.start is None or anastrozole_start is None:
         return False
-    first, second_start = (one, other.start) if one.start <= other.start else (other, one.start)
-    return first.end is not None and first.end - second_start <= timedelta(days=days)
+    if partner.start <= anastrozole_start:
+        first_end, second_start = partner.end, anastrozole_start
+    else:
+        first_end, second_start = anastrozole_end, partner.start
+    return first_end is not None and first_end - second_start <= timedelta(days=days)
+
+
+def _started(course: MedicationCourse, now: datetime) -> bool:
+    """A course dated to start later (tamoxifen planned after the AI) is not taken yet."""
+    return course.is_draft or course.start is None or course.start <= now
 
 
 def ai_interaction(record: PatientRecord, settings: Settings, now: datetime) -> list[Finding]:
-    anastrozole = record.current_courses("anastrozole")
+    anastrozole = sorted(record.current_courses("anastrozole"), key=lambda c: c.ref)
     if not anastrozole:
         return []
-    course = anastrozole[0]
+    running = [c for c in anastrozole if not c.is_draft]
+    start = (
+        record.therapy_start("anastrozole")
+        if running
+        else min((c.start for c in anastrozole if c.start is not None), default=None)
+    )
+    ends = [c.end for c in (running or anastrozole)]
+    end = None if any(e is None for e in ends) else max(e for e in ends if e is not None)
     tamoxifen = [
         t
-        for t in record.current_courses("tamoxifen")
-        if not _is_switch(t, course, settings.tamoxifen_switch_days)
+        for t in sorted(record.current_courses("tamoxifen"), key=lambda c: c.ref)
+        if _started(t, now) and not _is_switch(t, start, end, settings.tamoxifen_switch_days)
     ]
-    estrogen = record.current_courses("estrogen-containing-therapy")
+    estrogen = [
+        c
+        for c in sorted(record.current_courses("estrogen-containing-therapy"), key=lambda c: c.ref)
+        if _started(c, now)
+    ]
     if not tamoxifen and not estrogen:
         return []
     assessment = infer_intent(record, now)

@@ -7,7 +7,7 @@ from datetime import datetime
 from clinical.finding import Finding, Intent, Severity
 from clinical.intent import infer_intent
 from clinical.record import PatientRecord
-from clinical.rules.common import detail
+from clinical.rules.common import detail, fit
 from clinical.settings import Settings
 
 RULE_ID = "dose-intent-mismatch"
@@ -24,19 +24,35 @@ def dose_intent_mismatch(record: PatientRecord, settings: Settings, now: datetim
         return []
     course, intent = assessment.course, assessment.intent
     weekly = course.dose.weekly_mg
+    sex = record.sex.value
+    per_week = f"{weekly:g} mg/week " if weekly is not None else ""
     problems: list[tuple[str, str]] = []  # (summary, detail line)
+    # TRT and fertility are off-label uses in men: in a woman the indication is what to check
+    # first, and the male TRT dose range (0.25-0.5 mg twice weekly) is not hers to be held to.
+    female_modulation = sex == "female" and intent in (Intent.TRT_MODULATION, Intent.FERTILITY)
+    if female_modulation:
+        problems.append(
+            (
+                f"Anastrozole {per_week}for {intent.label} in a female patient: "
+                "check the indication",
+                f"The evidence points to {intent.label}, an off-label use in men, but sex for "
+                "clinical use is female.",
+            )
+        )
     if weekly is not None:
         dose = f"{course.dose.description} ({weekly:g} mg/week)"
-        if weekly > settings.max_weekly_dose_mg + _EPSILON:
-            problems.append(
+        if weekly > settings.max_weekly_dose_mg + _EPSILON:  # any intent, any sex: first
+            problems.insert(
+                0,
                 (
                     f"Anastrozole {weekly:g} mg/week: above the labelled 1 mg daily "
                     f"({settings.max_weekly_dose_mg:g} mg/week)",
                     f"{dose} is above the labelled 1 mg once daily; more does not suppress more.",
-                )
+                ),
             )
         elif (
             intent is Intent.TRT_MODULATION
+            and not female_modulation
             and weekly >= settings.oncology_weekly_dose_mg - _EPSILON
         ):
             problems.append(
@@ -58,7 +74,6 @@ def dose_intent_mismatch(record: PatientRecord, settings: Settings, now: datetim
                     f"{dose} is under the labelled oncology dose of 1 mg once daily.",
                 )
             )
-    sex = record.sex.value
     if (
         sex == "male"
         and intent is Intent.ONCOLOGY_SUPPRESSION
@@ -66,18 +81,13 @@ def dose_intent_mismatch(record: PatientRecord, settings: Settings, now: datetim
     ):
         problems.append(
             (
-                "Anastrozole for breast cancer in a man without a GnRH agonist: "
-                "AI alone does not suppress estradiol",
+                fit(
+                    f"Anastrozole {per_week}for breast cancer in a man without a GnRH agonist: "
+                    "AI alone does not suppress estradiol",
+                    "Anastrozole for breast cancer in a man without a GnRH agonist",
+                ),
                 "In men an aromatase inhibitor alone raises LH and testosterone and does not "
                 "suppress estradiol reliably; guidelines pair it with a GnRH agonist.",
-            )
-        )
-    if sex == "female" and intent in (Intent.TRT_MODULATION, Intent.FERTILITY):
-        problems.append(
-            (
-                f"Anastrozole for {intent.label} in a female patient: check the indication",
-                f"The evidence points to {intent.label}, an off-label use in men, but sex for "
-                "clinical use is female.",
             )
         )
     if not problems:

@@ -8,7 +8,7 @@ from clinical import orders
 from clinical.finding import Finding, Severity
 from clinical.intent import infer_intent
 from clinical.record import PatientRecord
-from clinical.rules.common import detail, drug_label, fit
+from clinical.rules.common import detail, drug_label, fit, lab_line
 from clinical.settings import Settings
 
 RULE_ID = "premenopausal-on-ai"
@@ -21,7 +21,10 @@ SOURCE = (
 def premenopausal_on_ai(record: PatientRecord, settings: Settings, now: datetime) -> list[Finding]:
     if record.sex.value != "female":
         return []
-    courses = record.current_courses("aromatase-inhibitors")
+    courses = sorted(
+        record.current_courses("aromatase-inhibitors"),
+        key=lambda c: ("anastrozole" not in c.drugs, c.ref),
+    )
     if not courses or record.current_courses("gnrh-agonists"):
         return []
     menopause = record.conditions_in("postmenopausal", active_only=False)
@@ -38,6 +41,10 @@ def premenopausal_on_ai(record: PatientRecord, settings: Settings, now: datetime
         f"On {', '.join(course.name for course in courses)} with no GnRH agonist.",
     ]
     lines += [f"Recorded: {c.name} ({c.code})" for c in premenopausal]
+    # NCCN: FSH and estradiol in the postmenopausal range support, but do not alone show,
+    # menopause under 60 (amenorrhoea for 12 months is needed too): said, not decided on.
+    hormones = [r for r in (record.latest("fsh"), record.latest("estradiol-serum")) if r]
+    lines += [f"Latest {lab_line(r)}" for r in hormones]
     lines.append(
         "Confirm menopausal status (FSH and estradiol, history) or add ovarian suppression."
     )
@@ -52,7 +59,9 @@ def premenopausal_on_ai(record: PatientRecord, settings: Settings, now: datetime
             ),
             detail=detail(lines, SOURCE),
             source=SOURCE,
-            evidence=tuple(c.ref for c in courses) + tuple(c.ref for c in premenopausal),
+            evidence=tuple(c.ref for c in courses)
+            + tuple(c.ref for c in premenopausal)
+            + tuple(r.ref for r in hormones),
             suggested_orders=(orders.FSH, orders.ESTRADIOL),
             intent=(assessment.intent if (assessment := infer_intent(record, now)) else None),
         )

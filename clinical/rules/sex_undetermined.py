@@ -7,7 +7,7 @@ from datetime import datetime
 from clinical.finding import Finding, Severity
 from clinical.intent import infer_intent
 from clinical.record import PatientRecord
-from clinical.rules.common import detail
+from clinical.rules.common import detail, drug_label
 from clinical.settings import Settings
 
 RULE_ID = "sex-undetermined"
@@ -18,7 +18,11 @@ SOURCE = (
 
 
 def sex_undetermined(record: PatientRecord, settings: Settings, now: datetime) -> list[Finding]:
-    if record.sex.value is not None or not record.current_courses("aromatase-inhibitors"):
+    courses = sorted(
+        record.current_courses("aromatase-inhibitors"),
+        key=lambda c: ("anastrozole" not in c.drugs, c.ref),
+    )
+    if record.sex.value is not None or not courses:
         return []
     lines = [
         f"Sex for clinical use could not be determined: {record.sex.basis}.",
@@ -31,7 +35,9 @@ def sex_undetermined(record: PatientRecord, settings: Settings, now: datetime) -
         Finding(
             rule_id=RULE_ID,
             severity=Severity.INFO,
-            summary="Sex for clinical use undetermined: sex-specific anastrozole advice withheld",
+            # the drug the patient is on: "letrozole advice" on letrozole, not "anastrozole"
+            summary=f"Sex for clinical use undetermined: sex-specific {drug_label(courses[0])} "
+            "advice withheld",
             detail=detail(lines, SOURCE),
             source=SOURCE,
             evidence=(record.patient_ref,) if record.patient_ref else (),
