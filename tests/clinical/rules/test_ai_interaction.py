@@ -18,6 +18,7 @@ from tests.clinical.rules.builders import (
     ahead,
     anastrozole,
     anastrozole_daily,
+    by_name,
     drug,
     fires,
     oncology_woman,
@@ -132,3 +133,11 @@ def test_no_interaction_without_both_drugs_current(resources: list[dict[str, Any
 def test_evidence_points_at_every_course_involved() -> None:
     finding = fires(ai_interaction, oncology_woman(tamoxifen()))
     assert finding.evidence == ("MedicationRequest/ana", "MedicationRequest/tamoxifen")
+
+
+@pytest.mark.parametrize("product", ["Estring 2 mg vaginal ring", "Imvexxy 10 mcg insert"])
+def test_a_vaginal_estrogen_known_only_by_its_brand_is_an_estrogen(product: str) -> None:
+    """The label's estrogen caution has no exception for the vaginal route, and vaginal
+    estradiol raised serum estradiol in women on an AI (Kendall 2006, Ann Oncol)."""
+    ring = drug(by_name(product), "ring", start=ago(30))
+    assert "ring" in " ".join(fires(ai_interaction, oncology_woman(ring)).evidence)
