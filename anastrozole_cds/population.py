@@ -18,12 +18,14 @@ import csv
 import gzip
 import multiprocessing
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from io import BufferedIOBase
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -57,6 +59,10 @@ MEDICATION_USERS = ("MedicationRequest", "MedicationStatement")
 COLUMNS = ("patient_id", "rule_id", "severity", "summary", "intent", "evidence", "data_gaps")
 GAP_SEPARATOR = " | "  # between a finding's data gaps in CSV (each a sentence)
 EXPORT_SUFFIXES = (".ndjson", ".ndjson.gz")
+UTF8_BOM = b"\xef\xbb\xbf"  # written by some tools at the start of a file; not part of the JSON
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV Injection"):
+# such a cell is written after a single quote, which the spreadsheet shows as text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +134,7 @@ def _read_file(path: Path, export: Export, valuesets: ValueSets) -> None:
     try:
         with _open(path) as lines:
             for number, line in enumerate(lines, start=1):
-                if line.strip():
+                if line.removeprefix(UTF8_BOM).strip():
                     export.counts.lines += 1
                     _take_line(line, path, number, export, valuesets)
     except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
@@ -141,6 +147,7 @@ def _open(path: Path) -> BufferedIOBase:
 
 
 def _take_line(line: bytes, path: Path, number: int, export: Export, valuesets: ValueSets) -> None:
+    line = line.removeprefix(UTF8_BOM)
     resource = parse_resource(line)
     if isinstance(resource, str):
         export.problems.append(LineProblem(str(path), number, resource))
@@ -257,20 +264,42 @@ def finding_row(patient_id: str, finding: dict[str, Any]) -> Row:
     return {"patient_id": patient_id, **{name: finding[name] for name in COLUMNS[1:]}}
 
 
+def evaluate_patients(chunk: list[PatientText], now: datetime) -> list[tuple[str, list[Row]]]:
+    """A worker's task: several patients, in order."""
+    return [evaluate_patient(patient, now) for patient in chunk]
+
+
 def evaluate_population(
     patients: Iterable[PatientText], *, now: datetime, workers: int = 1, chunksize: int = 16
 ) -> Iterator[tuple[str, list[Row]]]:
     """Each patient's rows, in the order given, evaluated in `workers` processes.
 
-    A task is `chunksize` patients (a few ms of work: enough to make the hand-over cheap);
-    imap takes the patients as the workers ask for them, so they are not all copied at once,
-    and gives the results back in the input order whichever worker ran them."""
-    work = partial(evaluate_patient, now=now)
+    A task is `chunksize` patients (a few ms of work: enough to make the hand-over cheap). At
+    most two tasks a worker are in flight, so the patients are not all copied at once, and
+    the results come back in the input order whichever worker ran them. A worker that dies
+    (killed for memory, say) raises BrokenProcessPool here: multiprocessing.Pool would wait
+    for its rows for ever."""
     if workers <= 1:
-        yield from map(work, patients)
+        yield from map(partial(evaluate_patient, now=now), patients)
         return
-    with multiprocessing.Pool(workers) as pool:
-        yield from pool.imap(work, patients, chunksize=chunksize)
+    tasks = _chunks(patients, chunksize)
+    context = multiprocessing.get_context()
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        in_flight = deque(
+            pool.submit(evaluate_patients, chunk, now) for chunk in islice(tasks, 2 * workers)
+        )
+        while in_flight:
+            done = in_flight.popleft().result()
+            following = next(tasks, None)
+            if following is not None:
+                in_flight.append(pool.submit(evaluate_patients, following, now))
+            yield from done
+
+
+def _chunks(patients: Iterable[PatientText], size: int) -> Iterator[list[PatientText]]:
+    iterator = iter(patients)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
 
 
 # -- writing ----------------------------------------------------------------------------------
@@ -309,7 +338,16 @@ def write_rows(
 
 def _csv_values(row: Row) -> list[str]:
     lists = {"evidence": " ", "data_gaps": GAP_SEPARATOR}
-    return [lists[name].join(row[name]) if name in lists else row[name] or "" for name in COLUMNS]
+    return [
+        _as_text(lists[name].join(row[name]) if name in lists else row[name] or "")
+        for name in COLUMNS
+    ]
+
+
+def _as_text(cell: str) -> str:
+    """The cell as a spreadsheet will show it, never run it: a leading quote before a formula
+    character (a patient id may be "-2-3"; an export's text may be anything)."""
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
 
 
 def summary(read: ReadCounts, found: FindingCounts, bad_lines: int) -> list[str]:

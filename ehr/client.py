@@ -18,21 +18,27 @@ query string (it names the patient).
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import os
+import socket
+import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 from urllib.parse import urljoin, urlsplit
 
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
 from requests.utils import get_environ_proxies
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ReadTimeoutError
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +139,113 @@ class _Progress:
     pages: int = 0
 
 
+class _Stop:
+    """Ends the queries of one call at its deadline: once `abandon` has run no request starts
+    (so no token is sent after the call has ended), and the sockets of requests in flight are
+    shut, so a thread blocked reading a server that drips its answer wakes at once. A socket
+    read timeout alone does not bound a query: it is per read, and a byte every second
+    resets it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._abandoned = False
+        self._live: dict[int, HTTPConnection] = {}  # by thread: one request at a time each
+
+    @property
+    def abandoned(self) -> bool:
+        return self._abandoned
+
+    def abandon(self) -> None:
+        with self.lock:
+            self._abandoned = True
+            live, self._live = list(self._live.values()), {}
+        for connection in live:
+            _shut(connection)
+
+    def sending(self, connection: HTTPConnection) -> None:
+        """Called, holding the lock, just before a request is written; refuses once abandoned."""
+        if self._abandoned:
+            raise _Abandoned("the call that made this query has ended")
+        self._live[threading.get_ident()] = connection
+
+    def done(self) -> None:
+        """This thread's request is over (its response read and closed)."""
+        with self.lock:
+            self._live.pop(threading.get_ident(), None)
+
+    def __enter__(self) -> _Stop:
+        _current.stop = self
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        _current.stop = None
+
+
+_current = threading.local()  # the _Stop of the query this thread runs, if any
+
+
+class _Abandoned(OSError):
+    """A request refused because its call has ended (an OSError: urllib3 passes it on)."""
+
+
+def _shut(connection: HTTPConnection) -> None:
+    sock = connection.sock
+    if sock is None:
+        return
+    # The plain socket's shutdown, also for TLS (SSLSocket.shutdown would drop its TLS state
+    # under the reading thread); an OSError: already closed, nothing left to wake.
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _StoppableConnection(HTTPConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        stop: _Stop | None = getattr(_current, "stop", None)
+        if stop is None:
+            return super().request(*args, **kwargs)
+        if self.sock is None:
+            self.connect()  # outside the lock: it may take the connect timeout
+        with stop.lock:  # held while the request is written: a small GET, it never waits
+            stop.sending(self)
+            super().request(*args, **kwargs)
+
+
+class _StoppableHTTPSConnection(_StoppableConnection, HTTPSConnection):
+    pass
+
+
+class _StoppablePool(HTTPConnectionPool):
+    ConnectionCls = _StoppableConnection
+
+
+class _StoppableHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _StoppableHTTPSConnection
+
+
+class _StoppableAdapter(HTTPAdapter):
+    """Connections whose requests a `_Stop` can refuse and interrupt."""
+
+    _pools: ClassVar[dict[str, type[HTTPConnectionPool]]] = {
+        "http": _StoppablePool,
+        "https": _StoppableHTTPSPool,
+    }
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self._pools
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = self._pools
+        return manager
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
+        stop: _Stop | None = getattr(_current, "stop", None)
+        if stop is not None and stop.abandoned:  # the last moment before anything is sent
+            raise requests.ConnectionError("the call that made this query has ended")
+        return super().send(request, *args, **kwargs)
+
+
 class FhirClient:
     """Reads and searches one FHIR server, with or without a bearer token.
 
@@ -180,21 +293,24 @@ class FhirClient:
         """Run every query (relative read or search URL) in parallel within one deadline.
 
         Queries still running at the deadline are reported as failed ("deadline exceeded")
-        with whatever pages they had; their threads stop at their next step.
+        with whatever pages they had; their threads stop at once: no request of theirs starts
+        after this returns, and those in flight are cut off.
         """
         deadline = Deadline.after(deadline_seconds)
         if not queries:
             return {}
         progress = {key: _Progress() for key in queries}
+        stop = _Stop()
         workers = max(1, min(len(queries), self.limits.max_workers))
         executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fhir-query")
         futures: dict[Future[QueryResult], str] = {
-            executor.submit(self._run, key, path, deadline, progress[key]): key
+            executor.submit(self._run, key, path, deadline, progress[key], stop): key
             for key, path in queries.items()
         }
         try:
             wait(futures, timeout=max(0.0, deadline.remaining()))
         finally:
+            stop.abandon()
             executor.shutdown(wait=False, cancel_futures=True)
         results: dict[str, QueryResult] = {}
         for future, key in futures.items():
@@ -202,10 +318,22 @@ class FhirClient:
         return results
 
     def get(self, path: str, *, deadline_seconds: float, key: str | None = None) -> QueryResult:
-        """One read or search (following `next` links), within its own deadline."""
-        return self._run(
-            key or path.split("?", 1)[0], path, Deadline.after(deadline_seconds), _Progress()
-        )
+        """One read or search (following `next` links), within its own deadline: a request
+        still running at the deadline is cut off."""
+        stop = _Stop()
+        timer = threading.Timer(max(0.0, deadline_seconds), stop.abandon)
+        timer.daemon = True
+        timer.start()
+        try:
+            return self._run(
+                key or path.split("?", 1)[0],
+                path,
+                Deadline.after(deadline_seconds),
+                _Progress(),
+                stop,
+            )
+        finally:
+            timer.cancel()
 
     # -- one query ----------------------------------------------------------------------------
 
@@ -221,7 +349,9 @@ class FhirClient:
         outcome = Outcome.PARTIAL if progress.pages else Outcome.FAILED
         return QueryResult(key, outcome, tuple(progress.resources), reason, progress.pages, fault)
 
-    def _run(self, key: str, path: str, deadline: Deadline, progress: _Progress) -> QueryResult:
+    def _run(
+        self, key: str, path: str, deadline: Deadline, progress: _Progress, stop: _Stop
+    ) -> QueryResult:
         started = time.monotonic()
         try:
             url: str | None = self._first_url(path)
@@ -234,7 +364,8 @@ class FhirClient:
                 if url in seen:
                     return self._done(key, Outcome.TRUNCATED, progress, "paging loop")
                 seen.add(url)
-                body = self._get_json(url, deadline)
+                with stop:
+                    body = self._get_json(url, deadline, stop)
                 resources, next_url = _page_contents(body)
                 progress.resources.extend(resources)
                 progress.pages += 1
@@ -280,10 +411,10 @@ class FhirClient:
             raise _Fault("next link to another host refused", "link_refused")
         return url
 
-    def _get_json(self, url: str, deadline: Deadline) -> Any:
+    def _get_json(self, url: str, deadline: Deadline, stop: _Stop) -> Any:
         retries = 0
         while True:
-            response = self._send(url, deadline)
+            response = self._send(url, deadline, stop)
             try:
                 status = response.status_code
                 if status in RETRYABLE_STATUS and retries < self.limits.max_retries:
@@ -303,17 +434,18 @@ class FhirClient:
                         _status_fault(status),
                         status=status,
                     )
-                content = self._read_body(response, deadline)
+                content = self._read_body(response, deadline, stop)
             finally:
                 response.close()
+                stop.done()
             try:
                 return orjson.loads(content)
             except orjson.JSONDecodeError:
                 raise _Fault("malformed JSON", "bad_response") from None
 
-    def _send(self, url: str, deadline: Deadline) -> requests.Response:
+    def _send(self, url: str, deadline: Deadline, stop: _Stop) -> requests.Response:
         remaining = deadline.remaining()
-        if remaining <= 0:
+        if remaining <= 0 or stop.abandoned:
             raise _Fault("deadline exceeded", "timeout")
         timeout = (
             min(self.limits.connect_timeout, remaining),
@@ -323,14 +455,10 @@ class FhirClient:
             return self._session.get(
                 url, headers=self._headers, timeout=timeout, stream=True, allow_redirects=False
             )
-        except requests.Timeout:
-            raise _Fault("timeout", "timeout") from None
-        except requests.ConnectionError:
-            raise _Fault("connection failed", "connection_failed") from None
         except requests.RequestException as error:
-            raise _Fault(f"request failed ({type(error).__name__})", "other") from None
+            raise _request_fault(error, stop, reading=False) from None
 
-    def _read_body(self, response: requests.Response, deadline: Deadline) -> bytes:
+    def _read_body(self, response: requests.Response, deadline: Deadline, stop: _Stop) -> bytes:
         chunks: list[bytes] = []
         size = 0
         try:
@@ -341,9 +469,29 @@ class FhirClient:
                 if deadline.expired:
                     raise _Fault("deadline exceeded", "timeout")
                 chunks.append(chunk)
-        except requests.RequestException:
-            raise _Fault("timeout while reading", "timeout") from None
+        except requests.RequestException as error:
+            raise _request_fault(error, stop, reading=True) from None
         return b"".join(chunks)
+
+
+def _request_fault(error: requests.RequestException, stop: _Stop, *, reading: bool) -> _Fault:
+    """The fault a requests exception stands for; any, once the call has cut the query off."""
+    if stop.abandoned:  # the socket was shut at the deadline: whatever it then said
+        return _Fault("deadline exceeded", "timeout")
+    if isinstance(error, requests.exceptions.ContentDecodingError):
+        return _Fault("body not decodable (Content-Encoding)", "bad_response")
+    if isinstance(error, requests.Timeout) or _is_read_timeout(error):
+        return _Fault("timeout while reading" if reading else "timeout", "timeout")
+    if reading:  # the body broke off: the server closed or reset the connection
+        return _Fault("connection lost while reading", "connection_failed")
+    if isinstance(error, requests.ConnectionError):
+        return _Fault("connection failed", "connection_failed")
+    return _Fault(f"request failed ({type(error).__name__})", "other")
+
+
+def _is_read_timeout(error: requests.RequestException) -> bool:
+    """requests reports a read timeout in the body as a ConnectionError that wraps it."""
+    return any(isinstance(arg, ReadTimeoutError) for arg in error.args)
 
 
 def _session_for(base_url: str, pool_size: int) -> requests.Session:
@@ -357,7 +505,7 @@ def _session_for(base_url: str, pool_size: int) -> requests.Session:
     session.verify = (
         os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     )
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
+    adapter = _StoppableAdapter(pool_connections=1, pool_maxsize=pool_size)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
