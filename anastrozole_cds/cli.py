@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -111,8 +112,9 @@ def population(
     """Evaluate every patient of a FHIR Bulk Data export (EXPORT_DIR/*.ndjson[.gz]).
 
     Writes one row per finding (patient_id, rule_id, severity, summary, intent, evidence,
-    data_gaps), sorted by patient; counts go to standard error. Exit status 1 when a line could not be
-    read (the rest is still evaluated). See docs/population.md.
+    data_gaps), sorted by patient; counts go to standard error. Exit status 1 when a line
+    could not be read (the rest is still evaluated), or a worker died or the output could not
+    be written. See docs/population.md.
     """
     from anastrozole_cds import population as bulk
 
@@ -129,7 +131,14 @@ def population(
         if len(export.problems) > MAX_LINE_PROBLEMS_SHOWN:
             click.echo(f"... and {len(export.problems) - MAX_LINE_PROBLEMS_SHOWN} more", err=True)
         per_patient = bulk.evaluate_population(export.patients(), now=now, workers=workers)
-        found = bulk.write_rows(per_patient, stream, output_format)
+        try:
+            found = bulk.write_rows(per_patient, stream, output_format)
+        except BrokenProcessPool:
+            raise click.ClickException(
+                "a worker process died (out of memory?): try fewer --workers"
+            ) from None
+        except OSError as error:  # e.g. the disk is full
+            raise click.ClickException(f"cannot write {output}: {error.strerror}") from None
     for line in bulk.summary(export.counts, found, bad_lines=len(export.problems)):
         click.echo(line, err=True)
     if export.problems:

@@ -100,3 +100,27 @@ def test_a_worker_that_dies_fails_the_run_instead_of_hanging(
     runner.join(timeout=30)
     assert not runner.is_alive(), "the run hung on a dead worker"
     assert len(outcome) == 1 and type(outcome[0]).__name__ == "BrokenProcessPool"
+
+
+def test_a_dead_worker_is_one_line_and_exit_1_on_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    def broken(*args: object, **kwargs: object) -> int:
+        raise BrokenProcessPool("a child process terminated abruptly")
+
+    monkeypatch.setattr(bulk, "write_rows", broken)
+    code, _, err = run(str(export_of(tmp_path / "export", "p1")), "--workers", "2")
+    assert code == 1
+    assert "a worker process died" in err and "Traceback" not in err
+
+
+def test_a_full_disk_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    export = export_of(tmp_path / "export", "p0")
+    one = (export / "export.ndjson").read_text()
+    # 400 patients: more rows than the output's buffer, so the write itself meets the full disk
+    (export / "export.ndjson").write_text("".join(one.replace("p0", f"p{n}") for n in range(400)))
+    code, _, err = run(str(export), "--output", "/dev/full")
+    assert code == 1
+    assert "cannot write /dev/full: No space left on device" in err
