@@ -61,6 +61,7 @@ class CourseBar:
     dose_text: str  # "0.5 mg twice weekly (1 mg/week)"
     status: str
     ref: str
+    current: bool  # a course with no end date that is stopped or completed is not ongoing
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class TrendChart:
     band_text: str
     description: str
     left_out: tuple[str, ...]
+    ceiling: float | None = None  # the estradiol ceiling line, drawn for a man on testosterone
 
 
 # -- what is drawn ----------------------------------------------------------------------------
@@ -113,7 +115,7 @@ def _dose_text(course: MedicationCourse) -> str:
     return per_week
 
 
-def _bar(course: MedicationCourse, drug: str) -> CourseBar:
+def _bar(course: MedicationCourse, drug: str, now: datetime) -> CourseBar:
     return CourseBar(
         drug=drug,
         name=course.name,
@@ -123,6 +125,7 @@ def _bar(course: MedicationCourse, drug: str) -> CourseBar:
         dose_text=_dose_text(course),
         status=course.status,
         ref=course.ref,
+        current=course.is_current(now),
     )
 
 
@@ -153,8 +156,8 @@ def trend_chart(
         for r in testosterone_results
     )
     courses = tuple(
-        [_bar(c, "anastrozole") for c in record.courses("anastrozole") if not c.is_draft]
-        + [_bar(c, "testosterone") for c in testosterone_courses]
+        [_bar(c, "anastrozole", now) for c in record.courses("anastrozole") if not c.is_draft]
+        + [_bar(c, "testosterone", now) for c in testosterone_courses]
     )
     left_out = []
     unreadable = [r for r in record.results("estradiol-serum") if r.value is None]
@@ -188,9 +191,21 @@ def trend_chart(
         has_testosterone=bool(testosterone),
         lanes=_lanes(courses),
     )
-    svg = _render(layout, estradiol, testosterone, courses, band, band_text, settings, description)
+    # The ceiling goes with the therapy (as the points' status does), not with T results.
+    ceiling = settings.estradiol_ceiling_pg_ml if on_testosterone else None
+    svg = _render(
+        layout, estradiol, testosterone, courses, band, band_text, settings, description, ceiling
+    )
     return TrendChart(
-        svg, estradiol, testosterone, courses, band, band_text, description, tuple(left_out)
+        svg,
+        estradiol,
+        testosterone,
+        courses,
+        band,
+        band_text,
+        description,
+        tuple(left_out),
+        ceiling,
     )
 
 
@@ -219,7 +234,7 @@ def _describe(
         )
     for bar in courses:
         since = f"from {_day(bar.start)}" if bar.start else "start not recorded"
-        until = f" to {_day(bar.end)}" if bar.end else ", ongoing"
+        until = f" to {_day(bar.end)}" if bar.end else f", {_open_end(bar)}"
         parts.append(f"{bar.drug.capitalize()} {bar.dose_text}, {since}{until}.")
     return " ".join(parts)
 
@@ -307,6 +322,11 @@ def _time_ticks(start: datetime, end: datetime) -> list[tuple[datetime, str]]:
     return ticks
 
 
+def _open_end(bar: CourseBar) -> str:
+    """How a course without an end date ends: ongoing only while it is current."""
+    return "ongoing" if bar.current else f"{bar.status}, end date not recorded"
+
+
 def _day(moment: datetime | None) -> str:
     return moment.date().isoformat() if moment else ""
 
@@ -327,6 +347,7 @@ def _render(
     band_text: str,
     settings: Settings,
     description: str,
+    ceiling: float | None,
 ) -> str:
     out: list[str] = []
     y = 30.0
@@ -366,9 +387,7 @@ def _render(
     out.append("</g>")
 
     out.extend(
-        _estradiol_panel(
-            layout, estradiol, band, band_text, settings, e2_top, on_t=bool(testosterone)
-        )
+        _estradiol_panel(layout, estradiol, band, band_text, settings, e2_top, ceiling=ceiling)
     )
     if layout.has_testosterone:
         out.extend(_testosterone_panel(layout, testosterone, t_top))
@@ -430,9 +449,9 @@ def _estradiol_panel(
     settings: Settings,
     top: float,
     *,
-    on_t: bool,
+    ceiling: float | None,
 ) -> list[str]:
-    reference_lines = [settings.estradiol_ceiling_pg_ml] if on_t else []
+    reference_lines = [ceiling] if ceiling is not None else []
     if band:
         reference_lines += [band[1], settings.estradiol_floor_pg_ml]
     top_value, step = _scale_top([p.value for p in points] + reference_lines, 40.0)
@@ -463,12 +482,17 @@ def _estradiol_panel(
             f'y2="{_f(y(critical))}"/><text class="line-label critical-label" x="{right + 6}" '
             f'y="{_f(y(critical) + 4)}">critical {format_number(critical)}</text>'
         )
-    if on_t:
-        ceiling = settings.estradiol_ceiling_pg_ml
+    if ceiling is not None:
         out.append(
             f'<line class="ceiling" x1="{LEFT}" y1="{_f(y(ceiling))}" x2="{right}" '
             f'y2="{_f(y(ceiling))}"/><text class="line-label" x="{right + 6}" '
             f'y="{_f(y(ceiling) + 4)}">ceiling {format_number(ceiling)}</text>'
+        )
+    if not points:  # an empty panel must say so, not look like a chart with nothing low
+        out.append(
+            f'<text class="band-note empty-note" x="{LEFT + PLOT_WIDTH / 2:.1f}" '
+            f'y="{_f(top + ESTRADIOL_HEIGHT / 2)}" text-anchor="middle">'
+            "No estradiol results on record</text>"
         )
     out.extend(_series(layout, points, y, "estradiol"))
     out.append("</g>")
@@ -546,9 +570,11 @@ def _bar_svg(layout: _Layout, bar: CourseBar, y: float) -> str:
     width = max(3.0, x2 - x1)
     clipped = bar.start is None or bar.start < layout.start
     since = f"since {_day(bar.start)}" if bar.start else "start not recorded"
-    until = f"until {_day(bar.end)}" if bar.end else "ongoing"
+    until = f"until {_day(bar.end)}" if bar.end else _open_end(bar)
     words = f"{bar.name}: {bar.dose_text}, {since}, {until} ({bar.status})"
     label = bar.dose_text + (f" · since {_day(bar.start)}" if clipped and bar.start else "")
+    if bar.end is None and not bar.current:
+        label += f" · {bar.status}, end not recorded"
     inside = width > 7.2 * len(label) + 16
     label_x = x1 + 8 if inside else x2 + 6
     if not inside and label_x + 7.2 * len(label) > WIDTH - RIGHT:

@@ -1,0 +1,93 @@
+"""The dashboard in headless Chromium, as an EHR side panel (380 px) shows it: the chart stays
+readable and starts at the newest results, nothing pushes the page sideways, and the colours
+that carry words or focus keep WCAG AA contrast. The page is served from memory (the app's
+template and app.css), so no sign-in is needed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import smartapp
+from tests.smartapp.dashboard_pages import dashboard_of, patient_resources, render_page
+
+pytestmark = pytest.mark.integration
+
+ORIGIN = "http://dashboard.test"
+APP_CSS = Path(smartapp.__file__).parent / "static" / "app.css"
+
+CONTRAST = """([a, b]) => {
+  const rgb = (c) => c.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const lum = (c) => {
+    const [r, g, b] = rgb(c).map((v) => v / 255)
+      .map((v) => (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4));
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const [hi, lo] = [lum(a), lum(b)].sort((x, y) => y - x);
+  return (hi + 0.05) / (lo + 0.05);
+}"""
+
+
+@pytest.fixture
+def side_panel(browser: Any, tmp_path: Path) -> Iterator[Any]:
+    """A 380 px page; `open(patient)` shows that sandbox patient's dashboard in it."""
+    context = browser.new_context(viewport={"width": 380, "height": 800})
+    page = context.new_page()
+
+    def show(patient: str) -> Any:
+        html = render_page(tmp_path, dashboard_of(patient_resources(patient)))
+        page.route(
+            f"{ORIGIN}/**",
+            lambda route: route.fulfill(
+                body=APP_CSS.read_text() if route.request.url.endswith(".css") else html,
+                content_type="text/css" if route.request.url.endswith(".css") else "text/html",
+            ),
+        )
+        page.goto(f"{ORIGIN}/smart/app/h")
+        return page
+
+    page.show = show
+    yield page
+    context.close()
+
+
+def test_the_chart_is_readable_in_a_380px_side_panel(side_panel: Any) -> None:
+    page = side_panel.show("trt-low-e2")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 380  # the chart scrolls in its own box, not the page
+    tick_px = page.evaluate(
+        "(() => { const s = document.querySelector('svg.trend-chart');"
+        " return s.getBoundingClientRect().width / s.viewBox.baseVal.width * 12; })()"
+    )
+    assert tick_px >= 9.9  # a 12-unit label is 10 px or more on screen, not 4
+    newest = page.locator("circle[data-series=estradiol]").last.bounding_box()
+    box = page.locator(".chart-scroll").bounding_box()
+    assert newest and box and box["x"] <= newest["x"] <= box["x"] + box["width"]
+    assert page.locator(".chart-scroll").get_attribute("tabindex") == "0"  # keyboard scroll
+    assert page.locator(".scroll-hint").is_visible()
+    button = page.get_by_role("button", name="Sign out").bounding_box()
+    assert button and button["height"] < 30  # one line, not "Sign / out"
+    date_cell = page.locator(".numbers td.date").first
+    page.locator(".numbers summary").click()
+    lines = date_cell.evaluate(
+        "e => { const r = document.createRange(); r.selectNodeContents(e);"
+        " return r.getClientRects().length; }"
+    )
+    assert lines == 1  # "2026-10-19" on one line, not "2026-" / "10-19"
+
+
+def test_a_past_course_label_and_the_focus_ring_keep_their_contrast(side_panel: Any) -> None:
+    page = side_panel.show("trt-no-ai-high-e2")
+    label = page.locator("g.course-stopped text.course-label-inside")
+    assert label.count() == 1
+    text = label.evaluate("e => getComputedStyle(e).fill")
+    bar = page.locator("g.course-stopped rect").evaluate("e => getComputedStyle(e).fill")
+    assert page.evaluate(CONTRAST, [text, bar]) >= 4.5
+
+    page.locator(".numbers summary").focus()
+    ring = page.evaluate("getComputedStyle(document.activeElement).outlineColor")
+    for behind in ("rgb(255, 255, 255)", "rgb(243, 245, 248)", "rgb(30, 58, 95)"):
+        assert page.evaluate(CONTRAST, [ring, behind]) >= 3  # paper, canvas, header
