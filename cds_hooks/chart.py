@@ -22,7 +22,7 @@ from cds_hooks.auth import Caller
 from cds_hooks.models import HookRequest, RequestProblem
 from cds_hooks.services import ALL_RULES, PrefetchTemplate
 from clinical.record import local_reference, with_entry_id
-from ehr.client import FhirClient, QueryResult
+from ehr.client import FhirClient, QueryResult, reports_an_error
 
 log = logging.getLogger(__name__)
 
@@ -218,18 +218,14 @@ def unsatisfied_by(template: PrefetchTemplate, value: Any) -> str | None:
 
 
 def _error_outcome(entry: Any) -> bool:
-    """A searchset entry (search.mode "outcome") whose OperationOutcome says the search failed:
-    issues of severity error or fatal (FHIR R4 Bundle), as ehr/client.py reads the server's."""
+    """A searchset entry (search.mode "outcome") whose OperationOutcome says the search failed,
+    as the service's own queries read one (`ehr.client.reports_an_error`)."""
     if not isinstance(entry, dict):
         return False
     search = entry.get("search")
     if not isinstance(search, dict) or search.get("mode") != "outcome":
         return False
-    resource = entry.get("resource")
-    issues = resource.get("issue") if isinstance(resource, dict) else None
-    return isinstance(issues, list) and any(
-        isinstance(issue, dict) and issue.get("severity") in ("error", "fatal") for issue in issues
-    )
+    return reports_an_error(entry.get("resource"))
 
 
 def resources_of(value: Any) -> list[dict[str, Any]]:

@@ -571,7 +571,7 @@ def _page_contents(body: Any) -> tuple[list[dict[str, Any]], str | None]:
         resource = entry.get("resource")
         search = entry.get("search")
         if isinstance(search, dict) and search.get("mode") == "outcome":
-            if _reports_an_error(resource):
+            if reports_an_error(resource):
                 raise _Fault("OperationOutcome error in the searchset", "bad_response")
             continue
         if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
@@ -587,7 +587,7 @@ def _page_contents(body: Any) -> tuple[list[dict[str, Any]], str | None]:
     return resources, next_url
 
 
-def _reports_an_error(outcome: Any) -> bool:
+def reports_an_error(outcome: Any) -> bool:
     """An OperationOutcome entry that says the search failed (FHIR R4 Bundle, search.mode
     "outcome": issues of severity error or fatal mean the matches cannot be trusted)."""
     issues = outcome.get("issue") if isinstance(outcome, dict) else None
