@@ -59,9 +59,10 @@ def therapy_start(record: PatientRecord) -> tuple[datetime | None, bool]:
 
 
 def anastrozole_course(record: PatientRecord) -> MedicationCourse | None:
-    """The course judged: a draft first, else the newest; ties go to the reference, so the
-    same chart gives the same finding whatever the order of its resources."""
-    current = sorted(record.current_courses("anastrozole"), key=lambda c: c.ref)
+    """The course judged: a draft first, else the newest; ties go to the first by reference
+    (the record's order), so the same chart gives the same finding whatever the order of its
+    resources."""
+    current = record.current_courses("anastrozole")
     if not current:
         return None
     drafts = [course for course in current if course.is_draft]
@@ -70,13 +71,9 @@ def anastrozole_course(record: PatientRecord) -> MedicationCourse | None:
     return max(current, key=lambda c: c.start or record.as_of.replace(year=1900))
 
 
-def _by_ref(courses: list[MedicationCourse]) -> list[MedicationCourse]:
-    return sorted(courses, key=lambda c: c.ref)
-
-
 def order_clues(record: PatientRecord) -> list[Clue]:
     clues = []
-    for course in _by_ref(record.current_courses("anastrozole")):
+    for course in record.current_courses("anastrozole"):
         for group in sorted(course.reasons):
             if group in _INDICATIONS:
                 text = f"order indication: {course.reason_text}"
@@ -112,7 +109,7 @@ def condition_clues(record: PatientRecord) -> list[Clue]:
 
 def medication_clues(record: PatientRecord, now: datetime) -> list[Clue]:
     clues = []
-    for course in _by_ref(record.medications):
+    for course in record.medications:
         if not course.overlaps_last_year(now):
             continue
         when = "" if course.is_current(now) else f", {course.status}"

@@ -275,7 +275,7 @@ class PatientRecord:
     birth_date: date | None = None
     sex: SexForClinicalUse = field(default_factory=lambda: SexForClinicalUse(None, "no Patient"))
     labs: dict[str, list[LabResult]] = field(default_factory=dict)
-    medications: list[MedicationCourse] = field(default_factory=list)
+    medications: list[MedicationCourse] = field(default_factory=list)  # by reference
     conditions: list[ConditionEntry] = field(default_factory=list)
     procedures: list[Event] = field(default_factory=list)
     dexa: list[Event] = field(default_factory=list)
@@ -582,6 +582,9 @@ class _Reader:
                     self.gap(f"{resource_type}/{resource.get('id', '?')} could not be read")
         for results in self.record.labs.values():
             results.sort(key=_newest_first, reverse=True)
+        # By reference, not by the order the resources came in: the same chart then gives the
+        # same findings whichever course a rule reads first.
+        self.record.medications.sort(key=lambda course: course.ref)
         return self.record
 
     # -- Patient -------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ def _started(course: MedicationCourse, now: datetime) -> bool:
 
 
 def ai_interaction(record: PatientRecord, settings: Settings, now: datetime) -> list[Finding]:
-    anastrozole = sorted(record.current_courses("anastrozole"), key=lambda c: c.ref)
+    anastrozole = record.current_courses("anastrozole")
     if not anastrozole:
         return []
     running = [c for c in anastrozole if not c.is_draft]
@@ -54,13 +54,11 @@ def ai_interaction(record: PatientRecord, settings: Settings, now: datetime) -> 
     end = None if any(e is None for e in ends) else max(e for e in ends if e is not None)
     tamoxifen = [
         t
-        for t in sorted(record.current_courses("tamoxifen"), key=lambda c: c.ref)
+        for t in record.current_courses("tamoxifen")
         if _started(t, now) and not _is_switch(t, start, end, settings.tamoxifen_switch_days)
     ]
     estrogen = [
-        c
-        for c in sorted(record.current_courses("estrogen-containing-therapy"), key=lambda c: c.ref)
-        if _started(c, now)
+        c for c in record.current_courses("estrogen-containing-therapy") if _started(c, now)
     ]
     if not tamoxifen and not estrogen:
         return []

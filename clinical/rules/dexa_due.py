@@ -29,8 +29,7 @@ def lowest_recent_t_score(record: PatientRecord) -> tuple[float, str] | None:
 
 
 def dexa_due(record: PatientRecord, settings: Settings, now: datetime) -> list[Finding]:
-    # By reference: the same chart gives the same card whatever the order of its resources.
-    courses = sorted(record.current_courses("aromatase-inhibitors"), key=lambda c: c.ref)
+    courses = record.current_courses("aromatase-inhibitors")
     if not courses:
         return []
     # When the AI began (a renewal does not restart it); a draft with nothing running starts now.
