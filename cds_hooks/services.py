@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from clinical.valuesets import CPT, LOINC, SNOMED
 from clinical.valuesets import load as load_valuesets
+from ehr.client import resource_type_of
 
 PATIENT_TOKEN = "{{context.patientId}}"
 ALL_RULES = frozenset({"*"})  # data every rule reads (the patient, medications, conditions)
@@ -36,7 +37,7 @@ class PrefetchTemplate:
     @property
     def resource_type(self) -> str:
         """What the query asks for: `Patient` for `Patient/{{...}}`, `Observation` for a search."""
-        return self.query.split("?", 1)[0].split("/", 1)[0]
+        return resource_type_of(self.query)
 
     @property
     def is_search(self) -> bool:

@@ -377,7 +377,7 @@ class FhirClient:
             result = self._done(key, Outcome.COMPLETE, progress, None)
         log.debug(
             "FHIR %s %s: %s, %d resources, %d pages, %.0f ms",
-            _resource_type(path),
+            resource_type_of(path),
             key,
             result.outcome.value,
             len(result.resources),
@@ -596,5 +596,7 @@ def reports_an_error(outcome: Any) -> bool:
     )
 
 
-def _resource_type(path: str) -> str:
+def resource_type_of(path: str) -> str:
+    """The resource type a relative read or search path asks for: `Patient` for
+    `Patient/p1`, `Observation` for `Observation?patient=p1`."""
     return path.split("?", 1)[0].split("/", 1)[0]

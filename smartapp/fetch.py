@@ -112,22 +112,7 @@ def chart_queries(patient_id: str, extra_resources: tuple[str, ...] = ()) -> tup
 def granted(scope: str, query: ChartQuery) -> bool:
     """Whether the scope the EHR granted covers a query. A token response without a scope
     (SMART requires one) says nothing: every query is tried, and its answer decides."""
-    if not scope:
-        return True
-    if query.search:
-        return scope_covers(scope, query.resource)
-    return any(_reads(item, query.resource) for item in scope.split())
-
-
-def _reads(scope_item: str, resource: str) -> bool:
-    """One scope lets the app read a resource: v2 `patient/Patient.r` (or `.rs`, `.cruds`,
-    `?...` narrowed), v1 `patient/Patient.read` or `.*`; patient or user, or `*` for the type."""
-    compartment, _, rest = scope_item.partition("/")
-    name, _, permission = rest.partition(".")
-    permission = permission.split("?", 1)[0]
-    if compartment not in ("patient", "user") or name not in (resource, "*"):
-        return False
-    return permission in ("read", "*") or ("r" in permission and set(permission) <= set("cruds"))
+    return not scope or scope_covers(scope, query.resource, search=query.search)
 
 
 @dataclass(frozen=True)

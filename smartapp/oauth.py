@@ -78,15 +78,21 @@ def smart_scopes(*, ehr_launch: bool, v2: bool, extra_resources: tuple[str, ...]
     return " ".join(scopes)
 
 
-def scope_covers(scope: str, resource_type: str) -> bool:
-    """Whether granted scopes let the app search a resource type (v1 or v2, patient or user)."""
+def scope_covers(scope: str, resource_type: str, *, search: bool = True) -> bool:
+    """Whether granted scopes let the app search (or, with search=False, read) a resource
+    type: v2 `patient/Patient.rs` (`.r` to read; `.cruds`, `?...` narrowed), v1 `.read` or
+    `.*`; patient or user, or `*` for the type."""
     for item in scope.split():
         compartment, _, rest = item.partition("/")
         resource, _, permission = rest.partition(".")
         if compartment not in ("patient", "user") or resource not in (resource_type, "*"):
             continue
         permission = permission.split("?", 1)[0]
-        if permission in ("read", "*") or ("r" in permission and "s" in permission):
+        if permission in ("read", "*"):
+            return True
+        if search and "r" in permission and "s" in permission:
+            return True
+        if not search and "r" in permission and set(permission) <= set("cruds"):
             return True
     return False
 
