@@ -8,7 +8,6 @@ Run again, it keeps the private key and rewrites its key set; `--force` makes a 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -16,6 +15,7 @@ import orjson
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from sandbox.ehr_client import SandboxError, load_signing_key
+from smartapp.keys import write_key_file
 
 # instance/ is in .gitignore: a private key never lands in the repository by accident.
 DEFAULT_PRIVATE_FILE = Path("instance") / "ehr-private.jwk.json"
@@ -30,11 +30,7 @@ def write_ehr_keys(
     key: ECKey | RSAKey
     if made:
         key = ECKey.generate_key("P-384", parameters={"kid": kid}, private=True)
-        private_file.parent.mkdir(parents=True, exist_ok=True)
-        private_file.unlink(missing_ok=True)
-        descriptor = os.open(private_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as output:
-            output.write(orjson.dumps(key.as_dict(private=True), option=orjson.OPT_INDENT_2))
+        write_key_file(private_file, key.as_dict(private=True))  # readable by its owner only
     else:
         try:
             key = load_signing_key(orjson.loads(private_file.read_bytes()))
