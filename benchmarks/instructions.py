@@ -4,6 +4,7 @@ commits can be compared on a noisy VM (docs/performance.md).
 
     .venv/bin/python benchmarks/instructions.py            # 10, 100 and 1,000 resources
     .venv/bin/python benchmarks/instructions.py 100 --calls 200
+    .venv/bin/python benchmarks/instructions.py --service   # one patient-view call, in process
 
 Each size runs the interpreter twice under cachegrind, with W and W + N calls after the same
 warm-up; the difference over N is one call's instructions, start-up and imports cancelling
@@ -41,10 +42,44 @@ for _ in range({calls}):
 
 CALLS = {"evaluate_json": "evaluate_json(data, now=NOW)", "orjson": "orjson.loads(data)"}
 
+# A whole patient-view call with a 100-resource prefetch through the server worker's app
+# (create_worker_app: the collector set up as under gunicorn), JWT verification on. Every call
+# posts its own JWT, signed before the counted part, so both runs sign the same number.
+SERVICE_PROGRAM = """
+import sys, logging, tempfile
+from pathlib import Path
+sys.path.insert(0, {root!r})
+logging.disable(logging.INFO)
+import orjson
+from anastrozole_cds.app import create_worker_app
+from anastrozole_cds.config import load_settings
+from benchmarks.test_bench_service import NOW, hook_request, patient_resources
+from tests.cds_hooks.cds_helpers import PATIENT_VIEW, make_keys, service_url, settings_values
+folder = Path(tempfile.mkdtemp())
+keys = make_keys(folder)
+client = create_worker_app(
+    load_settings(**settings_values(keys, folder, evaluation_time=NOW))
+).test_client()
+data = orjson.dumps(hook_request(patient_resources({n}), prefetch=True))
+tokens = [keys.sign(service_url(PATIENT_VIEW)) for _ in range({warm_up} + {most})]
+for token in tokens[: {warm_up} + {calls}]:
+    response = client.post(
+        f"/cds-services/{{PATIENT_VIEW}}",
+        data=data,
+        headers={{"Authorization": f"Bearer {{token}}", "Content-Type": "application/json"}},
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+"""
 
-def instructions(n: int, call: str, calls: int) -> int:
+
+def instructions(n: int, call: str, calls: int, *, most: int = 0) -> int:
     """Instructions of the whole program with `calls` timed calls (cachegrind's I refs)."""
-    program = PROGRAM.format(root=str(ROOT), n=n, warm_up=WARM_UP, calls=calls, call=call)
+    if call == "service":
+        program = SERVICE_PROGRAM.format(
+            root=str(ROOT), n=n, warm_up=WARM_UP, calls=calls, most=most
+        )
+    else:
+        program = PROGRAM.format(root=str(ROOT), n=n, warm_up=WARM_UP, calls=calls, call=call)
     with tempfile.TemporaryDirectory() as folder:
         done = subprocess.run(
             ["valgrind", "--tool=cachegrind", "--cache-sim=no",
@@ -58,16 +93,25 @@ def instructions(n: int, call: str, calls: int) -> int:
 
 
 def per_call(n: int, call: str, calls: int) -> float:
-    return (instructions(n, call, calls) - instructions(n, call, 0)) / calls
+    return (
+        instructions(n, call, calls, most=calls) - instructions(n, call, 0, most=calls)
+    ) / calls
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sizes", nargs="*", type=int, default=[10, 100, 1_000])
     parser.add_argument("--calls", type=int, default=100, help="calls counted per size")
+    parser.add_argument(
+        "--service", action="store_true", help="a patient-view call with a 100-resource prefetch"
+    )
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is needed: apt-get install -y valgrind")
+    if args.service:
+        calls = min(args.calls, 50)
+        print(f"patient-view, 100-resource prefetch: {per_call(100, 'service', calls) / 1e6:.3f} M")
+        return
     print(f"{'resources':>9}  {'orjson.loads':>14}  {'evaluate_json':>14}  ratio")
     for n in args.sizes:
         calls = max(5, args.calls * 100 // max(n, 100))  # fewer calls for larger patients
