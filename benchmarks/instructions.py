@@ -93,9 +93,7 @@ def instructions(n: int, call: str, calls: int, *, most: int = 0) -> int:
 
 
 def per_call(n: int, call: str, calls: int) -> float:
-    return (
-        instructions(n, call, calls, most=calls) - instructions(n, call, 0, most=calls)
-    ) / calls
+    return (instructions(n, call, calls, most=calls) - instructions(n, call, 0, most=calls)) / calls
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,6 +11,10 @@ Each result is a `<circle>` with `data-value`, `data-date` and `data-unit`; each
 `<rect>` with `data-start`, `data-end` and `data-weekly-mg`. The chart has a `<title>` and a
 `<desc>`; the page also shows the numbers as a table. Colours come from CSS classes, and
 every status is also said in words (labels, titles, the table).
+
+The left margin (the y axes' numbers and units, the course lanes' names) is a second SVG,
+`axis_svg`, drawn in the same units: the page keeps it in view while a narrow chart scrolls
+sideways, so the newest results are never read without their scale.
 """
 
 from __future__ import annotations
@@ -66,7 +70,8 @@ class CourseBar:
 
 @dataclass(frozen=True)
 class TrendChart:
-    svg: str
+    svg: str  # the plot: viewBox x from LEFT to WIDTH
+    axis_svg: str  # the left margin, x from 0 to LEFT, the same height and scale
     estradiol: tuple[ChartPoint, ...]
     testosterone: tuple[ChartPoint, ...]
     courses: tuple[CourseBar, ...]
@@ -193,11 +198,12 @@ def trend_chart(
     )
     # The ceiling goes with the therapy (as the points' status does), not with T results.
     ceiling = settings.estradiol_ceiling_pg_ml if on_testosterone else None
-    svg = _render(
+    svg, axis_svg = _render(
         layout, estradiol, testosterone, courses, band, band_text, settings, description, ceiling
     )
     return TrendChart(
         svg,
+        axis_svg,
         estradiol,
         testosterone,
         courses,
@@ -348,8 +354,10 @@ def _render(
     settings: Settings,
     description: str,
     ceiling: float | None,
-) -> str:
+) -> tuple[str, str]:
+    """The plot and its left margin (the axis column), as two SVGs of the same height."""
     out: list[str] = []
+    axis: list[str] = []  # what the panels put in the left margin
     y = 30.0
     e2_top = y
     y += ESTRADIOL_HEIGHT
@@ -364,7 +372,7 @@ def _render(
 
     out.append(
         f'<svg xmlns="http://www.w3.org/2000/svg" class="trend-chart" role="img" '
-        f'viewBox="0 0 {WIDTH} {_f(height)}" aria-labelledby="trend-title trend-desc" '
+        f'viewBox="{LEFT} 0 {WIDTH - LEFT} {_f(height)}" aria-labelledby="trend-title trend-desc" '
         f'data-start="{_day(layout.start)}" data-end="{_day(layout.end)}">'
     )
     out.append('<title id="trend-title">Estradiol over time, with anastrozole courses</title>')
@@ -387,11 +395,13 @@ def _render(
     out.append("</g>")
 
     out.extend(
-        _estradiol_panel(layout, estradiol, band, band_text, settings, e2_top, ceiling=ceiling)
+        _estradiol_panel(
+            layout, estradiol, band, band_text, settings, e2_top, axis, ceiling=ceiling
+        )
     )
     if layout.has_testosterone:
-        out.extend(_testosterone_panel(layout, testosterone, t_top))
-    out.extend(_lanes_svg(layout, lanes_top))
+        out.extend(_testosterone_panel(layout, testosterone, t_top, axis))
+    out.extend(_lanes_svg(layout, lanes_top, axis))
 
     today = layout.x(layout.now)
     out.append(
@@ -400,7 +410,11 @@ def _render(
         f'text-anchor="end">Today</text></g>'
     )
     out.append("</svg>")
-    return "".join(out)
+    axis_svg = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="trend-axis" aria-hidden="true" '
+        f'viewBox="0 0 {LEFT} {_f(height)}">{"".join(axis)}</svg>'
+    )
+    return "".join(out), axis_svg
 
 
 def _y_scale(top_value: float, panel_top: float, panel_height: float) -> Scale:
@@ -411,25 +425,40 @@ def _y_scale(top_value: float, panel_top: float, panel_height: float) -> Scale:
 
 
 def _y_axis(
-    title: str, top_value: float, step: float, panel_top: float, panel_height: float, y: Scale
+    title: str,
+    unit: str,
+    top_value: float,
+    step: float,
+    panel_top: float,
+    panel_height: float,
+    y: Scale,
+    axis: list[str],
 ) -> list[str]:
+    """The panel's title and grid lines in the plot; its numbers, its unit (turned along the
+    axis) and the axis line in the left margin, `axis`."""
     out = [
         f'<text class="panel-title" x="{LEFT}" y="{_f(panel_top - 10)}">{escape(title)}</text>',
-        '<g class="y-axis" aria-hidden="true">',
+        '<g class="y-grid" aria-hidden="true">',
     ]
+    middle = _f(panel_top + panel_height / 2)
+    axis.append(
+        f'<g class="y-axis"><text class="axis-unit" x="16" y="{middle}" text-anchor="middle" '
+        f'transform="rotate(-90 16 {middle})">{escape(unit)}</text>'
+    )
     value = 0.0
     while value <= top_value + 1e-9:
         ty = y(value)
         out.append(
             f'<line class="grid grid-y" x1="{LEFT}" y1="{_f(ty)}" x2="{WIDTH - RIGHT}" y2="{_f(ty)}"/>'
         )
-        out.append(
+        axis.append(
             f'<text class="tick tick-y" x="{LEFT - 8}" y="{_f(ty + 4)}" text-anchor="end">'
             f"{format_number(value)}</text>"
         )
         value += step
-    out.append(
-        f'<line class="axis" x1="{LEFT}" y1="{_f(panel_top)}" x2="{LEFT}" '
+    out.append("</g>")
+    axis.append(  # at the margin's right edge, inside it
+        f'<line class="axis" x1="{LEFT - 0.5}" y1="{_f(panel_top)}" x2="{LEFT - 0.5}" '
         f'y2="{_f(panel_top + panel_height)}"/></g>'
     )
     return out
@@ -448,6 +477,7 @@ def _estradiol_panel(
     band_text: str,
     settings: Settings,
     top: float,
+    axis: list[str],
     *,
     ceiling: float | None,
 ) -> list[str]:
@@ -456,7 +486,7 @@ def _estradiol_panel(
         reference_lines += [band[1], settings.estradiol_floor_pg_ml]
     top_value, step = _scale_top([p.value for p in points] + reference_lines, 40.0)
     y = _y_scale(top_value, top, ESTRADIOL_HEIGHT)
-    out = _y_axis("Estradiol (pg/mL)", top_value, step, top, ESTRADIOL_HEIGHT, y)
+    out = _y_axis("Estradiol (pg/mL)", "pg/mL", top_value, step, top, ESTRADIOL_HEIGHT, y, axis)
     out.append('<g class="estradiol">')
     right = WIDTH - RIGHT
     if band:
@@ -499,12 +529,16 @@ def _estradiol_panel(
     return out
 
 
-def _testosterone_panel(layout: _Layout, points: tuple[ChartPoint, ...], top: float) -> list[str]:
+def _testosterone_panel(
+    layout: _Layout, points: tuple[ChartPoint, ...], top: float, axis: list[str]
+) -> list[str]:
     top_value, _ = _scale_top([p.value for p in points], 100.0)
     step = _nice_step(top_value, 3)
     y = _y_scale(top_value, top, TESTOSTERONE_HEIGHT)
     unit = points[0].unit if points else "ng/dL"
-    out = _y_axis(f"Total testosterone ({unit})", top_value, step, top, TESTOSTERONE_HEIGHT, y)
+    out = _y_axis(
+        f"Total testosterone ({unit})", unit, top_value, step, top, TESTOSTERONE_HEIGHT, y, axis
+    )
     out.append('<g class="testosterone">')
     out.extend(_series(layout, points, y, "testosterone"))
     out.append("</g>")
@@ -540,7 +574,8 @@ def _series(layout: _Layout, points: tuple[ChartPoint, ...], y: Scale, series: s
     return out
 
 
-def _lanes_svg(layout: _Layout, top: float) -> list[str]:
+def _lanes_svg(layout: _Layout, top: float, axis: list[str]) -> list[str]:
+    """The course bars in the plot; each lane's name in the left margin, `axis`."""
     out = ['<g class="courses">']
     row_y = top
     titles = {"anastrozole": "Anastrozole", "testosterone": "Testosterone"}
@@ -552,7 +587,7 @@ def _lanes_svg(layout: _Layout, top: float) -> list[str]:
     for drug, rows in layout.lanes.items():
         for row_index, row in enumerate(rows):
             if row_index == 0:
-                out.append(
+                axis.append(
                     f'<text class="lane-title" x="{LEFT - 8}" y="{_f(row_y + 17)}" '
                     f'text-anchor="end">{escape(titles[drug])}</text>'
                 )

@@ -91,3 +91,62 @@ def test_a_past_course_label_and_the_focus_ring_keep_their_contrast(side_panel: 
     ring = page.evaluate("getComputedStyle(document.activeElement).outlineColor")
     for behind in ("rgb(255, 255, 255)", "rgb(243, 245, 248)", "rgb(30, 58, 95)"):
         assert page.evaluate(CONTRAST, [ring, behind]) >= 3  # paper, canvas, header
+
+
+AXIS_IN_VIEW = """() => {
+  const box = document.querySelector('.chart-scroll').getBoundingClientRect();
+  const inside = (e) => { const r = e.getBoundingClientRect();
+    return r.width > 0 && r.left >= box.left - 0.5 && r.right <= box.right + 0.5; };
+  const ticks = [...document.querySelectorAll('svg.trend-axis text.tick-y')];
+  const units = [...document.querySelectorAll('svg.trend-axis text.axis-unit')];
+  const lanes = [...document.querySelectorAll('svg.trend-axis text.lane-title')];
+  return {ticks: ticks.length, units: units.map((e) => e.textContent), lanes: lanes.length,
+          inView: [...ticks, ...units, ...lanes].every(inside)};
+}"""
+
+
+def test_the_y_axis_stays_in_view_while_the_narrow_chart_scrolls(side_panel: Any) -> None:
+    """Scrolled to the newest results (where it starts) and to the oldest, the numbers of
+    each y axis, their units and the lanes' names stay on screen: a value is never read
+    against a scale that has scrolled away."""
+    page = side_panel.show("trt-low-e2")
+    scroller = page.locator(".chart-scroll")
+    assert scroller.evaluate("e => e.scrollWidth > e.clientWidth")  # it does scroll here
+    for scroll in ("newest", "oldest"):
+        if scroll == "oldest":
+            scroller.evaluate("e => { e.scrollLeft = -e.scrollWidth; }")  # rtl: negative
+        seen = page.evaluate(AXIS_IN_VIEW)
+        assert seen["ticks"] >= 4 and seen["lanes"] >= 1, seen
+        assert seen["units"] == ["pg/mL", "ng/dL"], seen
+        assert seen["inView"], (scroll, seen)
+    # one scale for the margin and the plot: a unit is as wide on screen in both
+    scales = page.evaluate(
+        "[...document.querySelectorAll('.chart-frame svg')].map((s) =>"
+        " s.getBoundingClientRect().width / s.viewBox.baseVal.width)"
+    )
+    assert len(scales) == 2 and abs(scales[0] - scales[1]) < 0.01 * scales[0], scales
+
+
+def test_the_wide_chart_does_not_scroll_and_its_margin_sits_left_of_the_plot(
+    browser: Any, tmp_path: Path
+) -> None:
+    context = browser.new_context(viewport={"width": 1024, "height": 800})
+    page = context.new_page()
+    html = render_page(tmp_path, dashboard_of(patient_resources("trt-low-e2")))
+    page.route(
+        f"{ORIGIN}/**",
+        lambda route: route.fulfill(
+            body=APP_CSS.read_text() if route.request.url.endswith(".css") else html,
+            content_type="text/css" if route.request.url.endswith(".css") else "text/html",
+        ),
+    )
+    page.goto(f"{ORIGIN}/smart/app/h")
+    scroller = page.locator(".chart-scroll")
+    assert scroller.evaluate("e => e.scrollWidth <= e.clientWidth")
+    axis = page.locator("svg.trend-axis").bounding_box()
+    plot = page.locator("svg.trend-chart").bounding_box()
+    assert axis and plot
+    assert abs(axis["x"] + axis["width"] - plot["x"]) < 1  # side by side, no gap, no overlap
+    assert abs(axis["height"] - plot["height"]) < 1  # the same height: one vertical scale
+    assert page.evaluate(AXIS_IN_VIEW)["inView"]
+    context.close()

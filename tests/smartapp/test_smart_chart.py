@@ -36,6 +36,9 @@ def test_every_chart_is_well_formed_svg_with_a_title_and_description(fixture: st
     assert root.attrib["role"] == "img"
     assert root.find(f"{SVG}title") is not None and root.find(f"{SVG}desc") is not None
     assert len(circles(chart.svg)) == len(chart.estradiol)
+    axis = ET.fromstring(chart.axis_svg)  # the left margin: well formed, hidden, same height
+    assert axis.attrib["aria-hidden"] == "true"
+    assert axis.attrib["viewBox"].split()[3] == root.attrib["viewBox"].split()[3]
 
 
 def test_estradiol_points_carry_their_value_and_date() -> None:
@@ -136,3 +139,20 @@ def test_intent_decides_the_band_not_the_data() -> None:
         (Intent.UNCLEAR, None),
     ]:
         assert trend_chart(record, intent, DEFAULT_SETTINGS, now).band == band
+
+
+def test_the_y_axes_and_lane_names_are_drawn_in_the_left_margin_not_the_plot() -> None:
+    """The numbers, units and lane names go in `axis_svg` (x from 0 to LEFT), which the page
+    keeps in view while the plot (x from LEFT) scrolls; the plot keeps the grid lines."""
+    chart = chart_of(LOW_E2)
+    axis, plot = ET.fromstring(chart.axis_svg), ET.fromstring(chart.svg)
+    left = float(plot.attrib["viewBox"].split()[0])
+    assert float(axis.attrib["viewBox"].split()[2]) == left > 0
+    texts = {t.attrib["class"]: t for t in axis.iter(f"{SVG}text")}
+    assert {"tick tick-y", "axis-unit", "lane-title"} <= set(texts)
+    assert "pg/mL" in [t.text for t in axis.iter(f"{SVG}text") if t.attrib["class"] == "axis-unit"]
+    for text in axis.iter(f"{SVG}text"):
+        assert float(text.attrib["x"]) <= left
+    plot_classes = {t.attrib.get("class") for t in plot.iter(f"{SVG}text")}
+    assert not plot_classes & {"tick tick-y", "axis-unit", "lane-title"}
+    assert any(line.attrib.get("class") == "grid grid-y" for line in plot.iter(f"{SVG}line"))
