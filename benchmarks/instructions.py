@@ -15,6 +15,7 @@ are not time: orjson's vector code does more per instruction than the interprete
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -43,8 +44,9 @@ for _ in range({calls}):
 CALLS = {"evaluate_json": "evaluate_json(data, now=NOW)", "orjson": "orjson.loads(data)"}
 
 # A whole patient-view call with a 100-resource prefetch through the server worker's app
-# (create_worker_app: the collector set up as under gunicorn), JWT verification on. Every call
-# posts its own JWT, signed before the counted part, so both runs sign the same number.
+# (create_worker_app: the collector set up as under gunicorn), JWT verification on. The keys
+# and one JWT per call are made once, by `service_tokens`, and read from files: key generation
+# (RSA above all) and ECDSA signing take a different number of instructions every time.
 SERVICE_PROGRAM = """
 import sys, logging, tempfile
 from pathlib import Path
@@ -54,14 +56,13 @@ import orjson
 from anastrozole_cds.app import create_worker_app
 from anastrozole_cds.config import load_settings
 from benchmarks.test_bench_service import NOW, hook_request, patient_resources
-from tests.cds_hooks.cds_helpers import PATIENT_VIEW, make_keys, service_url, settings_values
-folder = Path(tempfile.mkdtemp())
-keys = make_keys(folder)
+from tests.cds_hooks.cds_helpers import PATIENT_VIEW, Keys, settings_values
+keys = Keys(None, None, Path({jwks!r}))
 client = create_worker_app(
-    load_settings(**settings_values(keys, folder, evaluation_time=NOW))
+    load_settings(**settings_values(keys, Path(tempfile.mkdtemp()), evaluation_time=NOW))
 ).test_client()
 data = orjson.dumps(hook_request(patient_resources({n}), prefetch=True))
-tokens = [keys.sign(service_url(PATIENT_VIEW)) for _ in range({warm_up} + {most})]
+tokens = Path({tokens!r}).read_text().split()
 for token in tokens[: {warm_up} + {calls}]:
     response = client.post(
         f"/cds-services/{{PATIENT_VIEW}}",
@@ -72,12 +73,26 @@ for token in tokens[: {warm_up} + {calls}]:
 """
 
 
-def instructions(n: int, call: str, calls: int, *, most: int = 0) -> int:
-    """Instructions of the whole program with `calls` timed calls (cachegrind's I refs)."""
+def service_tokens(folder: Path, count: int) -> tuple[Path, Path]:
+    """The issuer's JWKS file and `count` patient-view JWTs (one per line), in `folder`."""
+    sys.path.insert(0, str(ROOT))
+    from tests.cds_hooks.cds_helpers import PATIENT_VIEW, make_keys, service_url
+
+    keys = make_keys(folder)
+    tokens = folder / "tokens.txt"
+    tokens.write_text("\n".join(keys.sign(service_url(PATIENT_VIEW)) for _ in range(count)))
+    return keys.jwks_file, tokens
+
+
+def instructions(n: int, call: str, calls: int, *, tokens: tuple[Path, Path] | None = None) -> int:
+    """Instructions of the whole program with `calls` timed calls (cachegrind's I refs);
+    `tokens`, from `service_tokens`, for the service call."""
     if call == "service":
+        assert tokens is not None
         program = SERVICE_PROGRAM.format(
-            root=str(ROOT), n=n, warm_up=WARM_UP, calls=calls, most=most
-        )
+            root=str(ROOT), n=n, warm_up=WARM_UP, calls=calls, jwks=str(tokens[0]),
+            tokens=str(tokens[1]),
+        )  # fmt: skip
     else:
         program = PROGRAM.format(root=str(ROOT), n=n, warm_up=WARM_UP, calls=calls, call=call)
     with tempfile.TemporaryDirectory() as folder:
@@ -85,6 +100,7 @@ def instructions(n: int, call: str, calls: int, *, most: int = 0) -> int:
             ["valgrind", "--tool=cachegrind", "--cache-sim=no",
              f"--cachegrind-out-file={folder}/out", sys.executable, "-c", program],
             capture_output=True, text=True, check=False,
+            env={**os.environ, "PYTHONHASHSEED": "0"},  # the same dict and set layouts each run
         )  # fmt: skip
     found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
     if done.returncode != 0 or found is None:
@@ -93,7 +109,13 @@ def instructions(n: int, call: str, calls: int, *, most: int = 0) -> int:
 
 
 def per_call(n: int, call: str, calls: int) -> float:
-    return (instructions(n, call, calls, most=calls) - instructions(n, call, 0, most=calls)) / calls
+    if call != "service":
+        return (instructions(n, call, calls) - instructions(n, call, 0)) / calls
+    with tempfile.TemporaryDirectory() as folder:
+        tokens = service_tokens(Path(folder), WARM_UP + calls)
+        return (
+            instructions(n, call, calls, tokens=tokens) - instructions(n, call, 0, tokens=tokens)
+        ) / calls
 
 
 def main(argv: list[str] | None = None) -> None:
