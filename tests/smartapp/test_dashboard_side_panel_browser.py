@@ -31,25 +31,26 @@ CONTRAST = """([a, b]) => {
 }"""
 
 
+def show_dashboard(page: Any, tmp_path: Path, patient: str) -> Any:
+    """That sandbox patient's dashboard, with the app's stylesheet, in `page`."""
+    html = render_page(tmp_path, dashboard_of(patient_resources(patient)))
+    page.route(
+        f"{ORIGIN}/**",
+        lambda route: route.fulfill(
+            body=APP_CSS.read_text() if route.request.url.endswith(".css") else html,
+            content_type="text/css" if route.request.url.endswith(".css") else "text/html",
+        ),
+    )
+    page.goto(f"{ORIGIN}/smart/app/h")
+    return page
+
+
 @pytest.fixture
 def side_panel(browser: Any, tmp_path: Path) -> Iterator[Any]:
-    """A 380 px page; `open(patient)` shows that sandbox patient's dashboard in it."""
+    """A 380 px page; `show(patient)` shows that sandbox patient's dashboard in it."""
     context = browser.new_context(viewport={"width": 380, "height": 800})
     page = context.new_page()
-
-    def show(patient: str) -> Any:
-        html = render_page(tmp_path, dashboard_of(patient_resources(patient)))
-        page.route(
-            f"{ORIGIN}/**",
-            lambda route: route.fulfill(
-                body=APP_CSS.read_text() if route.request.url.endswith(".css") else html,
-                content_type="text/css" if route.request.url.endswith(".css") else "text/html",
-            ),
-        )
-        page.goto(f"{ORIGIN}/smart/app/h")
-        return page
-
-    page.show = show
+    page.show = lambda patient: show_dashboard(page, tmp_path, patient)
     yield page
     context.close()
 
@@ -131,16 +132,7 @@ def test_the_wide_chart_does_not_scroll_and_its_margin_sits_left_of_the_plot(
     browser: Any, tmp_path: Path
 ) -> None:
     context = browser.new_context(viewport={"width": 1024, "height": 800})
-    page = context.new_page()
-    html = render_page(tmp_path, dashboard_of(patient_resources("trt-low-e2")))
-    page.route(
-        f"{ORIGIN}/**",
-        lambda route: route.fulfill(
-            body=APP_CSS.read_text() if route.request.url.endswith(".css") else html,
-            content_type="text/css" if route.request.url.endswith(".css") else "text/html",
-        ),
-    )
-    page.goto(f"{ORIGIN}/smart/app/h")
+    page = show_dashboard(context.new_page(), tmp_path, "trt-low-e2")
     scroller = page.locator(".chart-scroll")
     assert scroller.evaluate("e => e.scrollWidth <= e.clientWidth")
     axis = page.locator("svg.trend-axis").bounding_box()
