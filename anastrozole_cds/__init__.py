@@ -1,8 +1,6 @@
-"""The product: app factory, settings and command line over the clinical core."""
+"""The product's top: the app factory that composes both faces, the command line, and
+population runs over Bulk Data exports (docs/architecture.md)."""
 
-from importlib.metadata import PackageNotFoundError, version
+from runtime import __version__
 
-try:
-    __version__ = version("anastrozole-cds")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0"
+__all__ = ["__version__"]

@@ -1,20 +1,18 @@
-"""The app factory: one Flask app for the whole product, composed of blueprints.
+"""The app factory: one Flask app for the whole product, composed of its two faces.
 
     app = create_app()                  # settings from ANASTROZOLE_CDS_* and the TOML file
     app = create_app(load_settings(...))
 
-To add a face of the product (the SMART app), append its `init_app(app, settings, store)`
-to BLUEPRINTS. Every error a client can cause is a JSON 4xx; anything else is a JSON 500
-without a stack trace. CORS, the request size limit (413), logging without PHI or tokens,
-GET /healthz and GET /metrics (Prometheus) are set up here.
+Each face is a blueprint registered by its `init_app(app, settings, store)` (FACES). Every
+error a client can cause is a JSON 4xx; anything else is a JSON 500 without a stack trace.
+CORS, the request size limit (413), logging without PHI or tokens, GET /healthz and GET
+/metrics (Prometheus) are set up here. `anastrozole_cds.server` runs it under gunicorn.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
 import re
-import sys
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -25,21 +23,23 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 import cds_hooks
 import smartapp
-from anastrozole_cds import __version__, metrics
-from anastrozole_cds.config import ConfigError, ProductSettings, load_settings, served_at
-from anastrozole_cds.store import Store
-from smartapp.config import SmartSettingsError
+from anastrozole_cds.settings import check_faces, load_settings
+from runtime import __version__, metrics
+from runtime.logs import configure_logging
+from runtime.settings import ProductSettings
+from runtime.store import Store
 
 log = logging.getLogger(__name__)
 
-BlueprintInit = Callable[[Flask, ProductSettings, Store], None]
+FaceInit = Callable[[Flask, ProductSettings, Store], None]
 
-BLUEPRINTS: list[BlueprintInit] = [
+FACES: list[FaceInit] = [
     cds_hooks.init_app,
     smartapp.init_app,
 ]
 
-PRODUCT_LOGGERS = ("anastrozole_cds", "cds_hooks", "ehr", "smartapp", "sandbox", "clinical")
+SETTINGS_EXTENSION = "runtime.settings"
+STORE_EXTENSION = "runtime.store"
 CORS_ALLOWED_HEADERS = "Authorization, Content-Type, Accept"
 CORS_ALLOWED_METHODS = "GET, POST, OPTIONS"
 
@@ -49,19 +49,20 @@ def create_app(settings: ProductSettings | None = None, *, store: Store | None =
     settings = settings or load_settings()
     settings.check_audience_base()
     settings.check_issuer_key_files()
+    check_faces(settings)
     configure_logging(settings.log_level)
     app = Flask("anastrozole_cds", instance_path=str(settings.instance_path.resolve()))
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     store = store or Store(settings.store_location())
-    app.extensions["anastrozole_cds.settings"] = settings
-    app.extensions["anastrozole_cds.store"] = store
+    app.extensions[SETTINGS_EXTENSION] = settings
+    app.extensions[STORE_EXTENSION] = store
     _warn_about(settings)
 
     _register_errors(app)
     _register_cors(app, settings)
     _register_health(app, settings, store)
     _register_metrics(app, settings)
-    for init_app in BLUEPRINTS:
+    for init_app in FACES:
         init_app(app, settings, store)
     return app
 
@@ -185,156 +186,9 @@ def _register_health(app: Flask, settings: ProductSettings, store: Store) -> Non
 
 
 def _register_metrics(app: Flask, settings: ProductSettings) -> None:
-    recorded = metrics.metrics_for(app)
     if not settings.metrics_enabled:
         return
 
     @app.get("/metrics")
     def prometheus_metrics() -> Response:
-        return Response(recorded.exposition(), content_type=metrics.CONTENT_TYPE)
-
-
-# -- logging ---------------------------------------------------------------------------------------
-
-_SECRETS = (
-    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/]{8,}=*"), r"\1[redacted]"),
-    (re.compile(r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"), "[redacted-jwt]"),
-    (re.compile(r"(?i)(access_token[\"']?\s*[:=]\s*[\"']?)[^\"'\s,}]+"), r"\1[redacted]"),
-    # Fernet keys (the SMART app's token_key): 32 bytes, URL-safe base64 with its one "="
-    (re.compile(r"(?<![\w-])[A-Za-z0-9_\-]{43}=(?![\w=-])"), "[redacted-key]"),
-)
-
-
-class RedactSecrets(logging.Filter):
-    """A last line of defence: bearer tokens and JWTs never reach a log line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = message
-        for pattern, replacement in _SECRETS:
-            redacted = pattern.sub(replacement, redacted)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        return True
-
-
-def configure_logging(level: str = "INFO") -> None:
-    """A stderr handler on the root logger, with secrets redacted, unless logging is already
-    set up (by an embedding server or a test runner); product loggers at `level`."""
-    root = logging.getLogger()
-    if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        handler.addFilter(RedactSecrets())
-        root.addHandler(handler)
-    for name in PRODUCT_LOGGERS:
-        logging.getLogger(name).setLevel(level)
-    # urllib3 logs every URL it requests at DEBUG, and FHIR query strings name the patient
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
-
-
-# -- production server -----------------------------------------------------------------------------
-
-
-def create_worker_app(settings: ProductSettings | None = None) -> Flask:
-    """The app for one server worker, with what start-up built moved out of the GC's sight.
-
-    Imports and the app (fhir.resources' and pydantic's models, value sets, routes) leave a few
-    hundred thousand long-lived objects; every full collection would walk them all again, which
-    measured as pauses of 50-70 ms in one call out of a hundred. `gc.freeze()` keeps them in
-    a generation the collector does not scan (Python docs, gc.freeze)."""
-    app = create_app(settings)
-    gc.collect()
-    gc.freeze()
-    return app
-
-
-def serve(
-    settings: ProductSettings,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8080,
-    workers: int = 2,
-    threads: int = 4,
-    timeout: int = 30,
-) -> None:
-    """Run the app under gunicorn (gthread workers); blocks until stopped. ConfigError, with
-    one line naming the setting, when the app could not start with these settings: checked
-    here, once, rather than as a traceback from every worker."""
-    from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
-
-    configure_logging(settings.log_level)
-    if not settings.public_base_url:
-        settings = served_at(settings, host, port)
-        if settings.public_base_url:
-            log.warning(
-                "public_base_url is not set: taken as %s, the address served on; set it to the "
-                "URL EHRs use (JWT aud is checked against it)",
-                settings.public_base_url,
-            )
-    settings.check_audience_base()  # before the workers start, so the CLI says why
-    settings.check_issuer_key_files()
-    try:
-        smartapp.check_settings(settings)
-    except SmartSettingsError as error:
-        raise ConfigError(str(error)) from None
-    _create_schema(settings)  # once, before the workers
-    if settings.metrics_enabled:
-        folder = settings.instance_path.resolve() / "prometheus-metrics"
-        try:
-            metrics.share_between_workers(folder)
-        except metrics.MetricsFolderInUse:
-            raise ConfigError(
-                f"instance_path {settings.instance_path.resolve()} is in use by another running "
-                "anastrozole-cds serve (its /metrics counts there): give this server its own "
-                "instance_path (ANASTROZOLE_CDS_INSTANCE_PATH)"
-            ) from None
-
-    options = {
-        "bind": f"{host}:{port}",
-        "workers": workers,
-        "worker_class": "gthread",
-        "threads": threads,
-        "timeout": timeout,
-        "graceful_timeout": 10,
-        "accesslog": "-",
-        "errorlog": "-",
-        "loglevel": settings.log_level.lower(),
-        "proc_name": "anastrozole-cds",
-        "preload_app": False,  # each worker opens its own database connections
-        "child_exit": _worker_exited,
-    }
-
-    class _Server(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            for key, value in options.items():
-                self.cfg.set(key, value)
-            # gunicorn >= 25.1 opens a control socket at one path per user: instances would clash
-            if "control_socket_disable" in self.cfg.settings:
-                self.cfg.set("control_socket_disable", True)
-
-        def load(self) -> Flask:
-            return create_worker_app(settings)
-
-    _Server().run()
-
-
-def _create_schema(settings: ProductSettings) -> None:
-    """Create the database's tables; ConfigError naming store_url (password hidden) when the
-    database cannot be reached."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
-
-    try:
-        Store(settings.store_location()).dispose()
-    except (SQLAlchemyError, ImportError) as error:
-        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        try:
-            shown = make_url(settings.store_location()).render_as_string(hide_password=True)
-        except SQLAlchemyError:
-            shown = "(not a database URL)"
-        raise ConfigError(f"store_url: cannot use the database at {shown}: {reason}") from None
-
-
-def _worker_exited(_server: Any, worker: Any) -> None:
-    metrics.worker_exited(worker.pid)
+        return Response(metrics.exposition(app), content_type=metrics.CONTENT_TYPE)

@@ -1,7 +1,7 @@
 """Whole population: a FHIR Bulk Data export (NDJSON) in, one row per finding per patient out.
 
-DESIGN.md, "Scale": the same pure core as a CDS Hooks call, run over every patient of an
-export. Reading groups the resources by patient in memory, dropping as it reads what the core
+The same pure core as a CDS Hooks call, run over every patient of an export
+(docs/architecture.md). Reading groups the resources by patient in memory, dropping as it reads what the core
 would pass over (resource types it does not read, Observations `observation_reading` calls
 "unread"), so memory grows with what the rules read rather than with the export. An export
 too large for one machine even so belongs on a distributed engine (docs/population.md).
@@ -33,7 +33,7 @@ import orjson
 
 from clinical import evaluate
 from clinical.export import finding_to_json
-from clinical.record import LAB_OBSERVATION_FIELDS, local_reference, observation_reading_of
+from clinical.reader import LAB_OBSERVATION_FIELDS, local_reference, observation_reading_of
 from clinical.valuesets import ValueSets, load
 
 Resource = dict[str, Any]

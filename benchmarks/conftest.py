@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-# The goals of the speed issue (DESIGN.md, "Speed"), on bytes-to-findings medians.
+# The speed goals (docs/performance.md), on bytes-to-findings medians.
 ONE_PATIENT_100_S = 0.001  # 100 resources under 1 ms
 ONE_PATIENT_10000_S = 0.100  # 10,000 resources under 100 ms
 MAX_EVALUATE_OVER_PARSE = 3.0  # evaluating costs no more than 3x parsing with orjson

@@ -53,8 +53,8 @@ from pathlib import Path
 sys.path.insert(0, {root!r})
 logging.disable(logging.INFO)
 import orjson
-from anastrozole_cds.app import create_worker_app
-from anastrozole_cds.config import load_settings
+from anastrozole_cds.server import create_worker_app
+from anastrozole_cds.settings import load_settings
 from benchmarks.test_bench_service import NOW, hook_request, patient_resources
 from tests.cds_hooks.cds_helpers import PATIENT_VIEW, Keys, settings_values
 keys = Keys(None, None, Path({jwks!r}))

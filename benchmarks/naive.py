@@ -1,4 +1,4 @@
-"""The straightforward pipeline DESIGN.md ("Speed") compares against: validate every resource
+"""The straightforward pipeline the speed goals compare against (docs/performance.md): validate every resource
 with fhir.resources, dump it back to JSON-ready dicts, then evaluate."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Bytes to findings for one patient of 10 to 10,000 resources, against orjson alone and
-against validating with fhir.resources first (DESIGN.md, "Speed").
+against validating with fhir.resources first (docs/performance.md).
 
 Each benchmark records its stage and size in `extra_info`; conftest.py reads them back to
 print the goals table at the end of `make bench`.

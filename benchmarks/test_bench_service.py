@@ -1,4 +1,4 @@
-"""Service-level benchmarks (DESIGN.md, "Speed"): a whole patient-view call through the Flask
+"""Service-level benchmarks (docs/performance.md): a whole patient-view call through the Flask
 app in process, JWT verification on (each round signs a fresh token, untimed):
 
 - with a 100-resource prefetch;
@@ -25,7 +25,7 @@ from flask.testing import FlaskClient
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from anastrozole_cds.app import create_app
-from anastrozole_cds.config import load_settings
+from anastrozole_cds.settings import load_settings
 from cds_hooks.services import prefetch_templates
 from sandbox.synthetic import make_patient_bundle, prefetch_for
 from tests.cds_hooks.cds_helpers import (

@@ -33,8 +33,8 @@ from joserfc.errors import (
 )
 from joserfc.jwk import KeySet
 
-from anastrozole_cds.config import IssuerConfig, ProductSettings, normalise_base_url
-from anastrozole_cds.store import Store, StoreError
+from runtime.settings import IssuerConfig, ProductSettings, normalise_base_url
+from runtime.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 

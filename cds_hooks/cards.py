@@ -20,8 +20,9 @@ import orjson
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import ValidationError
 
-from cds_hooks.catalogue import DATA_INCOMPLETE_TOPIC, RULES_SYSTEM, rule_card
+from cds_hooks.codes import DATA_INCOMPLETE_TOPIC, RULES_SYSTEM, override_reason_coding
 from clinical.finding import Coding, Finding, SuggestedOrder
+from clinical.rules import RULES
 from clinical.valuesets import SNOMED
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def short_summary(text: str) -> str:
 
 def card_for(finding: Finding, ctx: CardContext) -> dict[str, Any]:
     """One card for one finding."""
-    labels = rule_card(finding.rule_id)
+    rule = RULES[finding.rule_id]
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
         "summary": short_summary(finding.summary),
@@ -70,7 +71,7 @@ def card_for(finding: Finding, ctx: CardContext) -> dict[str, Any]:
         "source": {
             "label": ctx.product_label,
             "url": f"{ctx.base_url}/about/rules",
-            "topic": {"system": RULES_SYSTEM, "code": finding.rule_id, "display": labels.title},
+            "topic": {"system": RULES_SYSTEM, "code": finding.rule_id, "display": rule.title},
         },
     }
     suggestions = [
@@ -79,10 +80,10 @@ def card_for(finding: Finding, ctx: CardContext) -> dict[str, Any]:
     if suggestions:
         card["suggestions"] = suggestions
         card["selectionBehavior"] = "any"  # each order stands on its own
-    card["overrideReasons"] = [reason.as_coding() for reason in labels.override_reasons]
+    card["overrideReasons"] = [override_reason_coding(reason) for reason in rule.override_reasons]
     card["links"] = [
         {
-            "label": f"About this check: {labels.title}",
+            "label": f"About this check: {rule.title}",
             "url": f"{ctx.base_url}/about/rules/{finding.rule_id}",
             "type": "absolute",
         },

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from anastrozole_cds.store import IssuedCard
 from cds_hooks.cards import CardContext, card_for, data_incomplete_card
-from cds_hooks.chart import Chart, merge
 from cds_hooks.models import OrderSelectContext, OrderSignContext, PatientViewContext
+from cds_hooks.prefetch import Chart, merge
 from cds_hooks.services import CdsService
 from clinical import build_record, evaluate
 from clinical.finding import Finding
 from clinical.settings import Settings
+from runtime.store import IssuedCard
 
 AI_GROUP = "aromatase-inhibitors"
 

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from clinical.record import with_entry_id
+from clinical.reader import with_entry_id
 
 log = logging.getLogger(__name__)
 

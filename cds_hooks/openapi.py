@@ -10,8 +10,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from anastrozole_cds import __version__
 from cds_hooks.services import SERVICES
+from runtime import __version__
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 

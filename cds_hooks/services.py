@@ -14,25 +14,31 @@ from functools import cache
 from typing import Any
 from urllib.parse import quote
 
+from clinical.rules import CORE_INPUTS, Input
 from clinical.valuesets import CPT, LOINC, SNOMED
 from clinical.valuesets import load as load_valuesets
 from ehr.client import resource_type_of
 
 PATIENT_TOKEN = "{{context.patientId}}"
-ALL_RULES = frozenset({"*"})  # data every rule reads (the patient, medications, conditions)
 
 
 @dataclass(frozen=True, slots=True)
 class PrefetchTemplate:
-    """One prefetch key: the FHIR query, how far back, and which rules read its data."""
+    """One prefetch key: the FHIR query, how far back, and which slices of the chart it holds
+    (the rules that read them are withheld when it cannot be had)."""
 
     key: str
     label: str  # what the clinician reads when it is missing: "liver tests"
     query: str  # relative FHIR URL with {{context.patientId}}
     lookback_days: int | None = None  # adds `date=ge{{today() - N days}}`
     date_parameter: str = "date"
-    required: bool = True  # missing, and no FHIR access: 412; failed: the rules below are withheld
-    feeds: frozenset[str] = ALL_RULES
+    required: bool = True  # missing, and no FHIR access: 412; failed: its readers are withheld
+    provides: frozenset[Input] = frozenset()
+
+    @property
+    def is_core(self) -> bool:
+        """Whether it holds data every rule reads: without it nothing can be judged."""
+        return bool(self.provides & CORE_INPUTS)
 
     @property
     def resource_type(self) -> str:
@@ -104,9 +110,6 @@ USAGE_REQUIREMENTS = (
 )
 
 _PROCEDURE_SYSTEMS = frozenset({SNOMED, CPT, LOINC})  # not ICD-10-CM: those are conditions
-_LAB_RESULTS = ("estradiol-low", "estradiol-high", "estradiol-monitoring-due")
-_LIVER = ("liver-panel-due", "liver-injury-on-ai")
-_BONE = ("dexa-due", "bone-loss-on-ai")
 
 
 def _codes(*valueset_names: str, systems: frozenset[str] | None = None) -> str:
@@ -126,62 +129,72 @@ def prefetch_templates() -> tuple[PrefetchTemplate, ...]:
     patient = PATIENT_TOKEN
     observation = f"Observation?patient={patient}"
     return (
-        PrefetchTemplate("patient", "the patient's sex and age", f"Patient/{patient}"),
+        PrefetchTemplate(
+            "patient",
+            "the patient's sex and age",
+            f"Patient/{patient}",
+            provides=frozenset({Input.PATIENT}),
+        ),
         PrefetchTemplate(
             "medicationRequests",
             "medication orders",
             f"MedicationRequest?patient={patient}&_sort=-authoredon&_count=100",
+            provides=frozenset({Input.MEDICATIONS}),
         ),
         PrefetchTemplate(
             "medicationStatements",
             "medications taken",
             f"MedicationStatement?patient={patient}&_count=100",
             required=False,  # many EHRs do not offer MedicationStatement
+            provides=frozenset({Input.MEDICATIONS}),
         ),
         PrefetchTemplate(
-            "conditions", "the problem list", f"Condition?patient={patient}&_count=200"
+            "conditions",
+            "the problem list",
+            f"Condition?patient={patient}&_count=200",
+            provides=frozenset({Input.CONDITIONS}),
         ),
         PrefetchTemplate(
             "estradiol",
             "estradiol results",
             f"{observation}&code={_codes('estradiol-serum')}&_sort=-date&_count=20",
             lookback_days=730,
-            feeds=frozenset(_LAB_RESULTS),
+            provides=frozenset({Input.ESTRADIOL}),
         ),
         PrefetchTemplate(
             "liverTests",
             "liver tests",
             f"{observation}&code={_codes('hepatic-function-panel')}&_sort=-date&_count=50",
             lookback_days=730,
-            feeds=frozenset(_LIVER),
+            provides=frozenset({Input.LIVER_TESTS}),
         ),
         PrefetchTemplate(
             "lipidTests",
             "lipid tests",
             f"{observation}&code={_codes('lipid-panel-evidence')}&_sort=-date&_count=20",
             lookback_days=730,
-            feeds=frozenset({"lipid-panel-due"}),
+            provides=frozenset({Input.LIPID_TESTS}),
         ),
         PrefetchTemplate(
             "glycemicTests",
             "HbA1c and glucose results",
             f"{observation}&code={_codes('hba1c', 'glucose-fasting')}&_sort=-date&_count=20",
             lookback_days=730,
-            feeds=frozenset({"glycemic-monitoring-due"}),
+            provides=frozenset({Input.GLYCEMIC_TESTS}),
         ),
         PrefetchTemplate(
             "boneDensity",
             "bone density results",
             f"{observation}&code={_codes('dxa-bmd-observations')}&_sort=-date&_count=50",
             lookback_days=1825,
-            feeds=frozenset(_BONE),
+            provides=frozenset({Input.BONE_DENSITY}),
         ),
         PrefetchTemplate(
             "procedures",
             "DXA scans and oophorectomies",
             f"Procedure?patient={patient}&code={_codes('dxa-procedure', 'postmenopausal', systems=_PROCEDURE_SYSTEMS)}"
             "&_sort=-date&_count=50",
-            feeds=frozenset({"dexa-due", "premenopausal-on-ai"}),
+            provides=frozenset({Input.DXA, Input.SURGICAL_MENOPAUSE}),
         ),
         PrefetchTemplate(
             "diagnosticReports",
@@ -198,15 +211,22 @@ def prefetch_templates() -> tuple[PrefetchTemplate, ...]:
             )
             + "&_sort=-date&_count=50",
             lookback_days=1825,
-            feeds=frozenset(
-                {*_LAB_RESULTS, *_LIVER, *_BONE, "lipid-panel-due", "glycemic-monitoring-due"}
+            provides=frozenset(
+                {
+                    Input.ESTRADIOL,
+                    Input.LIVER_TESTS,
+                    Input.LIPID_TESTS,
+                    Input.GLYCEMIC_TESTS,
+                    Input.BONE_DENSITY,
+                    Input.DXA,
+                }
             ),
         ),
         PrefetchTemplate(
             "dxaOrders",
             "open DXA orders",
             f"ServiceRequest?patient={patient}&code={_codes('dxa-procedure')}&status=active,draft&_count=20",
-            feeds=frozenset({"dexa-due"}),
+            provides=frozenset({Input.DXA}),
         ),
         PrefetchTemplate(
             "boneDensityImaging",
@@ -214,7 +234,7 @@ def prefetch_templates() -> tuple[PrefetchTemplate, ...]:
             f"ImagingStudy?patient={patient}&modality=http://dicom.nema.org/resources/ontology/DCM|BMD"
             "&_count=20",
             required=False,  # many EHRs do not offer ImagingStudy
-            feeds=frozenset({"dexa-due"}),
+            provides=frozenset({Input.DXA}),
         ),
     )
 

@@ -15,19 +15,25 @@ from typing import Any
 import orjson
 from flask import Blueprint, Flask, Response, current_app, g, request
 
-from anastrozole_cds.config import ProductSettings
-from anastrozole_cds.metrics import UNKNOWN, Metrics, metrics_for
-from anastrozole_cds.store import FeedbackRecord, Store, StoreError
 from cds_hooks.auth import AuthError, Caller, JwtVerifier
 from cds_hooks.cards import CardContext
-from cds_hooks.catalogue import RULE_CARDS
-from cds_hooks.chart import ClientFactory, FhirAccess, PreconditionFailed, fhir_access, gather_chart
 from cds_hooks.hook import answer
+from cds_hooks.metrics import UNKNOWN, Metrics, metrics_for
 from cds_hooks.models import RequestProblem, parse_feedback, parse_hook_request
 from cds_hooks.openapi import openapi_document
+from cds_hooks.prefetch import (
+    ClientFactory,
+    FhirAccess,
+    PreconditionFailed,
+    fhir_access,
+    gather_chart,
+)
 from cds_hooks.services import SERVICES, CdsService, discovery_document, prefetch_templates
+from clinical.rules import CATALOGUE, RULES
 from clinical.settings import Settings as ClinicalSettings
 from ehr.client import ClientLimits, FhirClient
+from runtime.settings import ProductSettings
+from runtime.store import FeedbackRecord, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -314,9 +320,9 @@ code{{background:#f3f3f3;padding:0 .2em}}</style></head>
 def about_rules() -> Response:
     label = html.escape(_runtime().settings.product_label)
     items = "".join(
-        f'<li><a href="rules/{html.escape(card.rule_id)}"><code>{html.escape(card.rule_id)}</code></a>: '
-        f"{html.escape(card.meaning)}</li>"
-        for card in RULE_CARDS.values()
+        f'<li><a href="rules/{html.escape(rule.id)}"><code>{html.escape(rule.id)}</code></a>: '
+        f"{html.escape(rule.meaning)}</li>"
+        for rule in CATALOGUE
     )
     body = (
         f"<p>{label} checks the monitoring of anastrozole and other aromatase inhibitors. "
@@ -327,14 +333,14 @@ def about_rules() -> Response:
 
 @blueprint.get("/about/rules/<rule_id>")
 def about_rule(rule_id: str) -> Response:
-    card = RULE_CARDS.get(rule_id)
-    if card is None:
+    rule = RULES.get(rule_id)
+    if rule is None:
         return error_response(404, "not_found", "no such check")
-    reasons = "".join(f"<li>{html.escape(r.display)}</li>" for r in card.override_reasons)
+    reasons = "".join(f"<li>{html.escape(r.display)}</li>" for r in rule.override_reasons)
     body = (
-        f"<p><code>{html.escape(card.rule_id)}</code>: {html.escape(card.meaning)}</p>"
+        f"<p><code>{html.escape(rule.id)}</code>: {html.escape(rule.meaning)}</p>"
         f"<p>The card says what was found, with the values, dates and the guideline behind "
         f"it. Reasons you can give when you dismiss it:</p><ul>{reasons}</ul>"
         f'<p><a href="../rules">All checks</a></p>'
     )
-    return Response(_PAGE.format(title=html.escape(card.title), body=body), mimetype="text/html")
+    return Response(_PAGE.format(title=html.escape(rule.title), body=body), mimetype="text/html")

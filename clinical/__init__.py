@@ -2,7 +2,8 @@
 
 from clinical.evaluate import evaluate, evaluate_json, evaluate_record
 from clinical.finding import Coding, Finding, Intent, Severity, SuggestedOrder
-from clinical.record import PatientRecord, build_record
+from clinical.reader import build_record
+from clinical.record import PatientRecord
 from clinical.settings import DEFAULT_SETTINGS, SOURCES, Settings
 
 __all__ = [

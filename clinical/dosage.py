@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final, NamedTuple
 
+from clinical.fhirdates import DAYS_PER_MONTH, DAYS_PER_YEAR
+
 
 @dataclass(frozen=True, slots=True)
 class Dose:
@@ -27,15 +29,14 @@ NO_DOSE: Final = Dose(None, None, None, "", "none")
 
 # FHIR R4 Timing datatype (hl7.org/fhir/R4/datatypes.html#Timing): periodUnit is UCUM s|min|h|d|wk|mo|a;
 # a month and a year are taken as their mean calendar lengths.
-_DAYS_PER_MONTH: Final = 30.4375
 _DAYS_PER_PERIOD_UNIT: Final[dict[str, float]] = {
     "s": 1 / 86400,
     "min": 1 / 1440,
     "h": 1 / 24,
     "d": 1.0,
     "wk": 7.0,
-    "mo": _DAYS_PER_MONTH,
-    "a": 365.25,
+    "mo": DAYS_PER_MONTH,
+    "a": DAYS_PER_YEAR,
 }
 
 # HL7 v3 GTSAbbreviation code system (terminology.hl7.org/CodeSystem/v3-GTSAbbreviation), as bound
@@ -54,7 +55,7 @@ _DOSES_PER_WEEK_BY_GTS: Final[dict[str, float]] = {
     "QID": 28.0,
     "QOD": 3.5,
     "WK": 1.0,
-    "MO": 7 / _DAYS_PER_MONTH,
+    "MO": 7 / DAYS_PER_MONTH,
     "Q1H": 168.0,
     "Q2H": 84.0,
     "Q3H": 56.0,
@@ -672,7 +673,7 @@ def _text_schedule(text: str) -> _Schedule | None:
         days = _text_days(text)
         return _schedule(float(len(days)), days) if days else None
     if kind == "monthly":
-        return _schedule(7 / _DAYS_PER_MONTH, ())
+        return _schedule(7 / DAYS_PER_MONTH, ())
     number = match.group(f"n{index}") if f"n{index}" in match.re.groupindex else None
     if number is None:
         return _schedule(float(kind), ())
@@ -682,11 +683,11 @@ def _text_schedule(text: str) -> _Schedule | None:
     doses_per_week = {
         "per_day": n * 7,
         "per_week": n,
-        "per_month": n * 7 / _DAYS_PER_MONTH,
+        "per_month": n * 7 / DAYS_PER_MONTH,
         "every_days": 7 / n,
         "every_hours": 168 / n,
         "every_weeks": 1 / n,
-        "every_months": 7 / (_DAYS_PER_MONTH * n),
+        "every_months": 7 / (DAYS_PER_MONTH * n),
     }[kind]
     return _schedule(doses_per_week, ())
 
@@ -785,9 +786,9 @@ def _schedule_label(doses_per_week: float) -> str:
     interval_days = 7 / doses_per_week
     if _near(interval_days, 2):
         return "every other day"
-    if _near(interval_days, _DAYS_PER_MONTH):
+    if _near(interval_days, DAYS_PER_MONTH):
         return "once monthly"
-    if _near(interval_days, 365.25):
+    if _near(interval_days, DAYS_PER_YEAR):
         return "once yearly"
     if interval_days > 7 and _whole(interval_days / 7):
         return f"every {_fmt(interval_days / 7)} weeks"

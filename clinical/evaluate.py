@@ -11,7 +11,8 @@ import orjson
 from clinical.fhirdates import as_aware
 from clinical.finding import Finding
 from clinical.lazy_bundle import read_lazily
-from clinical.record import PatientRecord, build_record
+from clinical.reader import build_record
+from clinical.record import PatientRecord
 from clinical.rules import CATALOGUE
 from clinical.settings import DEFAULT_SETTINGS, Settings
 from clinical.valuesets import load
@@ -51,17 +52,19 @@ def evaluate_json(
             gc.enable()
 
 
+_ORDER = {rule.id: index for index, rule in enumerate(CATALOGUE)}
+
+
 def evaluate_record(
     record: PatientRecord, *, now: datetime, settings: Settings | None = None
 ) -> list[Finding]:
     settings = settings or DEFAULT_SETTINGS
     findings: list[Finding] = []
-    for rule_id, rule in CATALOGUE.items():
-        if not settings.enabled(rule_id):
+    for rule in CATALOGUE:
+        if not settings.enabled(rule.id):
             continue
-        produced = [f for f in rule(record, settings, now) if f.rule_id == rule_id]
+        produced = [f for f in rule.check(record, settings, now) if f.rule_id == rule.id]
         if produced:  # one finding per rule: the most severe
             findings.append(max(produced, key=lambda f: f.severity.rank))
-    order = {rule_id: index for index, rule_id in enumerate(CATALOGUE)}
-    findings.sort(key=lambda f: (-f.severity.rank, order[f.rule_id]))
+    findings.sort(key=lambda f: (-f.severity.rank, _ORDER[f.rule_id]))
     return findings

@@ -6,6 +6,11 @@ from calendar import monthrange
 from datetime import UTC, date, datetime, time
 from typing import Any
 
+# A month and a year as their mean calendar lengths (Gregorian: 365.25 days a year, a twelfth of
+# it a month), wherever a span is counted in months or a FHIR Timing's period is in mo or a.
+DAYS_PER_YEAR = 365.25
+DAYS_PER_MONTH = DAYS_PER_YEAR / 12  # 30.4375
+
 # Before this year a date is a placeholder ("0001-01-01" for "no date"), not a date of care;
 # read as absent, it also keeps date arithmetic (start - a window) in range.
 _EARLIEST_YEAR = 1850

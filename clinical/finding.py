@@ -22,7 +22,7 @@ _SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 
 
 class Intent(StrEnum):
-    """What the anastrozole is for (DESIGN.md: every rule reads the intent first)."""
+    """What the anastrozole is for: every rule reads the intent first (docs/rules.md)."""
 
     ONCOLOGY_SUPPRESSION = "oncology-suppression"
     TRT_MODULATION = "trt-modulation"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from weakref import WeakKeyDictionary
 
 from clinical.finding import Intent
 from clinical.record import MedicationCourse, PatientRecord
@@ -126,7 +127,7 @@ def medication_clues(record: PatientRecord, now: datetime) -> list[Clue]:
 
 def supporting_clues(record: PatientRecord, course: MedicationCourse) -> list[Clue]:
     """Sex and dose pattern: the weakest evidence. They support an intent decided above and
-    are said when the intent is unclear, but never decide it alone (clinical reference)."""
+    are said when the intent is unclear, but never decide it alone (docs/rules.md, "Intent")."""
     clues = []
     sex = record.sex.value
     age = f", {record.age} years" if record.age is not None else ""
@@ -145,13 +146,19 @@ def supporting_clues(record: PatientRecord, course: MedicationCourse) -> list[Cl
     return clues
 
 
+# Every rule asks for the intent: it is decided once per record and moment, and forgotten with
+# the record (the cache holds it weakly).
+_ASSESSED: WeakKeyDictionary[PatientRecord, tuple[datetime, IntentAssessment | None]] = (
+    WeakKeyDictionary()
+)
+
+
 def infer_intent(record: PatientRecord, now: datetime) -> IntentAssessment | None:
     """None when the patient is not on anastrozole (current or draft). Read once per record."""
-    memo = record.memo.get("intent")
-    if memo is None or memo[0] != now:
-        memo = record.memo["intent"] = (now, _infer_intent(record, now))
-    assessment: IntentAssessment | None = memo[1]
-    return assessment
+    assessed = _ASSESSED.get(record)
+    if assessed is None or assessed[0] != now:
+        assessed = _ASSESSED[record] = (now, _infer_intent(record, now))
+    return assessed[1]
 
 
 def _infer_intent(record: PatientRecord, now: datetime) -> IntentAssessment | None:

@@ -31,7 +31,7 @@ from typing import Any, TypedDict
 import msgspec
 import orjson
 
-from clinical.record import (
+from clinical.reader import (
     LAB_OBSERVATION_FIELDS,
     LAB_REFERENCE_RANGE_FIELDS,
     ObservationReading,

@@ -7,14 +7,18 @@ from datetime import timedelta
 from typing import Any
 
 SOURCES: dict[str, str] = {
-    "estradiol_floor_pg_ml": "TRT practice: 20-30 pg/mL target commonly cited with an AI (seed 001, a "
-    "patient-education article; no guideline endorses it)",
+    "estradiol_floor_pg_ml": "TRT practice: a 20-30 pg/mL target with an AI is common in men's-health "
+    "practice, endorsed by no guideline (the Endocrine Society TRT guideline, Bhasin 2018 JCEM "
+    "103:1715, sets none); LC-MS/MS adult male interval 10-42 pg/mL (ARUP Laboratories test 0093247)",
     "estradiol_critical_pg_ml": "Fink 2006 JCEM (MrOS): osteoporosis 15.4% vs 2.8% with total E2 < 10 pg/mL",
-    "estradiol_ceiling_pg_ml": "E2 > 40 pg/mL potentially elevated on TRT (seed 001); "
-    "adult male upper reference limit ~40-43 pg/mL (ARUP 0093247, hospital catalogues)",
-    "estradiol_target_band_pg_ml": "TRT practice (seed 001): 20-30 pg/mL on TRT with an AI; no guideline target",
-    "estradiol_interval": "TRT practice (seed 001): dose titrated to regular estradiol checks; 90 days",
-    "estradiol_grace": "Research notes rule 3: 2 weeks after an AI start before a first check is due",
+    "estradiol_ceiling_pg_ml": "Adult male upper reference limit about 40-42 pg/mL by LC-MS/MS "
+    "(ARUP Laboratories test 0093247); TRT practice reads > 40 pg/mL as raised",
+    "estradiol_target_band_pg_ml": "TRT practice: 20-30 pg/mL on TRT with an AI; no guideline target "
+    "(Bhasin 2018 JCEM 103:1715 sets none)",
+    "estradiol_interval": "Site default 90 days: the AI dose is titrated to estradiol; the Endocrine "
+    "Society TRT guideline monitors 3-6 months after a change (Bhasin 2018 JCEM 103:1715)",
+    "estradiol_grace": "Site default: 2 weeks after an AI start before a first check is due; "
+    "anastrozole approaches steady state in about 7 days (Arimidex PI 12.3)",
     "dexa_interval": "ASCO 2019 (Shapiro, JCO 37:2916): repeat DXA every 2 years on an AI",
     "dexa_interval_low_bone_mass": "ASCO 2019: repeat DXA in 1 year when medically indicated "
     "(osteopenia or T-score <= -1.0)",
@@ -24,22 +28,26 @@ SOURCES: dict[str, str] = {
     "male_dexa_warning_after": "Burnett-Bowie 2009 JCEM: BMD loss in men after 1 year on anastrozole",
     "liver_panel_interval": "LiverTox Anastrozole 2017 (rare hepatocellular injury); Lee 2020 (AI-associated "
     "NAFLD): 12 months, site policy",
-    "liver_baseline_window": "Research notes rule 7: a baseline liver panel within 3 months of AI start",
+    "liver_baseline_window": "Site policy: a baseline liver panel within 3 months either side of the "
+    "AI start, so later results can be compared (LiverTox, Anastrozole 2017)",
     "transaminase_uln_u_l": "Site default upper limit of normal for ALT/AST when the lab sends no "
-    "referenceRange (clinical-reference: 40 U/L)",
+    "referenceRange: 40 U/L, a common adult reference limit",
     "transaminase_injury_multiple": "LiverTox / DILI convention: ALT or AST > 3x ULN",
     "bilirubin_uln_mg_dl": "Site default upper limit of normal for total bilirubin (1.2 mg/dL)",
     "bilirubin_hy_multiple": "Hy's law (FDA DILI guidance 2009): bilirubin > 2x ULN with ALT/AST > 3x ULN",
-    "lipid_panel_interval": "Arimidex PI 5.3: consider cholesterol monitoring; seeds 003/004: 12 months",
+    "lipid_panel_interval": "Arimidex PI 5.3: total cholesterol increases, consider monitoring; "
+    "12 months, site policy",
     "lipid_baseline_window": "Arimidex PI 5.3: cholesterol at AI start; 3 months either side",
     "glycemic_interval": "Gibb 2016 JCEM: aromatase inhibition reduced insulin sensitivity in men; "
     "HbA1c or fasting glucose yearly",
     "postmenopausal_age": "NCCN definition of menopause: age >= 60 years",
     "oncology_weekly_dose_mg": "Arimidex PI 2.1: 1 mg once daily (7 mg/week); in a man on TRT "
-    "this dose risks over-suppression (seeds 001/004: TRT 0.25-0.5 mg twice weekly)",
+    "this dose risks over-suppression (TRT practice: 0.25-0.5 mg twice weekly; Leder 2004 JCEM "
+    "89:1174 compared 1 mg daily with 1 mg twice weekly in older men)",
     "max_weekly_dose_mg": "Arimidex PI 2.1: 1 mg once daily is the labelled dose; no benefit above it",
-    "tamoxifen_switch_days": "Research notes rule 14: a switch, not a combination, when one ends "
-    "within 30 days of the other's start",
+    "tamoxifen_switch_days": "Site policy: a switch, not a combination, when one ends within 30 "
+    "days of the other's start (switching trials switch without overlap: IES, Coombes 2004 NEJM "
+    "350:1081)",
 }
 
 

@@ -17,9 +17,11 @@ from urllib.parse import quote
 
 import orjson
 import requests
+from flask import Flask
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from ehr.client import ClientLimits, FhirClient
+from runtime.settings import ConfigError, ProductSettings, read_settings
 from sandbox.ehr_client import (
     DEFAULT_USER,
     SandboxError,
@@ -70,9 +72,14 @@ class CheckResult:
 
 
 Progress = Callable[[str], None]
+# The product's app factory, for a call in process: given by the command line, which composes
+# the product (this package sits below it and does not import it).
+AppFactory = Callable[[ProductSettings], Flask]
 
 
-def run_check(ask: CheckRequest, progress: Progress | None = None) -> CheckResult:
+def run_check(
+    ask: CheckRequest, progress: Progress | None = None, *, app_factory: AppFactory | None = None
+) -> CheckResult:
     """Build the request (prefetch, context, JWT), call the service, return its answer."""
     say = progress or (lambda _message: None)
     require_http_url(ask.fhir_server, what="the FHIR server URL (--fhir-server)")
@@ -109,8 +116,10 @@ def run_check(ask: CheckRequest, progress: Progress | None = None) -> CheckResul
     say("calling the service")
     if ask.service:
         status, answer = _call_over_http(ask, body)
+    elif app_factory is not None:
+        status, answer = _call_in_process(ask, body, app_factory)
     else:
-        status, answer = _call_in_process(ask, body)
+        raise SandboxError("no service to call: give its URL (--service)")
     return CheckResult(status, answer, body, problems)
 
 
@@ -161,11 +170,10 @@ def _call_over_http(ask: CheckRequest, body: dict[str, Any]) -> tuple[int, Any]:
         return response.status_code, {"error": "not JSON", "message": response.text[:300]}
 
 
-def _call_in_process(ask: CheckRequest, body: dict[str, Any]) -> tuple[int, Any]:
+def _call_in_process(
+    ask: CheckRequest, body: dict[str, Any], app_factory: AppFactory
+) -> tuple[int, Any]:
     """The service made here, trusting only this call's key (an ephemeral one by default)."""
-    from anastrozole_cds.app import create_app
-    from anastrozole_cds.config import ConfigError, load_settings
-
     key = ask.key or ECKey.generate_key("P-384", parameters={"kid": "sandbox-check"}, private=True)
     with tempfile.TemporaryDirectory(prefix="anastrozole-cds-check-") as folder:
         jwks_file = Path(folder) / "jwks.json"
@@ -183,10 +191,9 @@ def _call_in_process(ask: CheckRequest, body: dict[str, Any]) -> tuple[int, Any]
         if ask.evaluation_time is not None:
             overrides["evaluation_time"] = ask.evaluation_time
         try:
-            settings = load_settings(ask.config, **overrides)
+            app = app_factory(read_settings(ask.config, **overrides))
         except ConfigError as error:
             raise SandboxError(str(error)) from None
-        app = create_app(settings)
         url = service_url(IN_PROCESS_BASE, ask.hook)
         token = sign_jwt(key, issuer=ask.issuer, audience=url)
         with app.test_client() as client:

@@ -1,9 +1,9 @@
 """The SMART App Launch 2.x app: launch.html, EHR and standalone launch, the dashboard.
 
 `init_app(app, settings, store)` registers the blueprint; settings are the product's plus
-`smartapp.config.SmartSettings` (ANASTROZOLE_CDS_SMART_*, or the TOML file's `[smart]`).
-`check_settings(settings)` tries the key file and token keys first, for `serve`'s start-up.
-See docs/smart-app.md.
+`smartapp.config.SmartSettings` (ANASTROZOLE_CDS_SMART_*, or the TOML file's `[smart]`, which
+this face reads: `load_settings`). `check_key_files` tries the key file and token keys first,
+for `serve`'s start-up. See docs/smart-app.md.
 """
 
 from __future__ import annotations
@@ -13,22 +13,29 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from flask import Flask
 
-    from anastrozole_cds.config import ProductSettings
-    from anastrozole_cds.store import Store
+    from runtime.settings import ProductSettings
+    from runtime.store import Store
     from smartapp.config import SmartSettings
     from smartapp.token_cipher import TokenCipher
 
-__all__ = ["check_settings", "init_app"]
+__all__ = ["check_key_files", "init_app", "load_settings"]
 
 
-def check_settings(settings: ProductSettings) -> None:
+def load_settings(settings: ProductSettings) -> SmartSettings:
+    """The SMART app's settings: its ANASTROZOLE_CDS_SMART_* variables, then the product's
+    `[smart]` table. SmartSettingsError, naming the setting, when one is wrong."""
+    from smartapp.config import load_smart_settings
+
+    return load_smart_settings(settings.smart)
+
+
+def check_key_files(settings: ProductSettings, smart: SmartSettings) -> None:
     """Raise SmartSettingsError, naming the setting, when the SMART app cannot start: its
     private key file or token keys cannot be used (the other settings are checked on load)."""
     from smartapp.config import SmartSettingsError, setting_name
     from smartapp.keys import KeyFileError, load_signing_key
     from smartapp.token_cipher import TokenKeyError
 
-    smart = settings.smart_settings()
     if smart.client_auth == "private_key_jwt" and smart.private_key_file:
         try:
             load_signing_key(smart.private_key_file)
@@ -52,8 +59,8 @@ def init_app(
     (tests do this after `create_app`) without registering the blueprint twice."""
     # Imported here, not above: `anastrozole-cds keys` loads this package and needs none of
     # the app (importing it all took 2 s of every command's start).
-    from anastrozole_cds.store import Store
     from ehr.client import ClientLimits
+    from runtime.store import Store
     from smartapp.discovery import Discovery
     from smartapp.flow import SmartRuntime
     from smartapp.keys import load_signing_key
@@ -61,8 +68,8 @@ def init_app(
     from smartapp.tokens import TokenStore
     from smartapp.views import EXTENSION, blueprint
 
-    smart = smart_settings or settings.smart_settings()
-    store = store or app.extensions.get("anastrozole_cds.store") or Store(settings.store_location())
+    smart = smart_settings or load_settings(settings)
+    store = store or app.extensions.get("runtime.store") or Store(settings.store_location())
     signing_key = (
         load_signing_key(smart.private_key_file)
         if smart.client_auth == "private_key_jwt" and smart.private_key_file

@@ -1,6 +1,6 @@
 """`anastrozole-cds keys generate`: the SMART app's key pair for private_key_jwt.
 
-Added to the product's command line with `main.add_command(keys)` (anastrozole_cds/cli.py).
+Registered on the product's command line by `anastrozole_cds.cli` (COMMANDS).
 """
 
 from __future__ import annotations
@@ -65,3 +65,6 @@ def generate(out: Path, alg: str, force: bool, add: bool) -> None:
         err=True,
     )
     click.echo(json.dumps(public_jwks(out), indent=2))
+
+
+COMMANDS = (keys,)

@@ -17,16 +17,17 @@ import orjson
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from cds_hooks.catalogue import rule_card
 from clinical import build_record
 from clinical.evaluate import evaluate_record
 from clinical.finding import Finding, Intent, Severity
 from clinical.intent import infer_intent
-from clinical.record import LabResult, PatientRecord, format_number, iter_resources
+from clinical.reader import iter_resources
+from clinical.record import LabResult, PatientRecord, format_number
+from clinical.rules import title_of
 from clinical.rules.dexa_due import lowest_recent_t_score
 from clinical.rules.liver_panel_due import TRANSAMINASES, last_liver_panel, transaminase
 from clinical.settings import Settings
-from smartapp.chart import TrendChart, trend_chart
+from smartapp.trend import TrendChart, trend_chart
 
 SEVERITY_LABEL = {
     Severity.CRITICAL: "Critical",
@@ -144,7 +145,7 @@ def build_dashboard(
         intent=_intent_view(assessment) if assessment else None,
         notes=(*fetch_gaps, *record.data_gaps, *chart.left_out),
         highlighted_rule=highlight,
-        highlighted_title=rule_card(highlight).title if highlight else None,
+        highlighted_title=title_of(highlight) if highlight else None,
         highlight_missing=bool(highlight) and highlight not in by_rule,
     )
 
@@ -161,7 +162,7 @@ def _finding_view(finding: Finding, highlighted: bool) -> FindingView:
         detail += f"\n\n*Source: {finding.source}*"
     return FindingView(
         rule_id=finding.rule_id,
-        title=rule_card(finding.rule_id).title,
+        title=title_of(finding.rule_id),
         severity=finding.severity.value,
         severity_label=SEVERITY_LABEL[finding.severity],
         summary=finding.summary,

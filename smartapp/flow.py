@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from anastrozole_cds.config import ProductSettings
 from clinical.settings import Settings as ClinicalSettings
 from ehr.client import ClientLimits
+from runtime.settings import ProductSettings
 from smartapp.config import SmartSettings, normalise_issuer
 from smartapp.discovery import Discovery, DiscoveryError
 from smartapp.ehr_style import EhrStyles

@@ -1,7 +1,7 @@
 """Server-side state of the SMART app: launches in progress and signed-in sessions.
 
 The browser holds only a random cookie; tokens stay here, in the product's database (the
-same engine as `anastrozole_cds.store`, tables of our own), sealed with `TokenCipher`. The
+same engine as `runtime.store`, tables of our own), sealed with `TokenCipher`. The
 cookie is stored hashed, so a copy of the database does not let anyone into a session, nor
 read a token without the key. A launch is used once: the callback takes it out of the table.
 """

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import datetime
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
 from flask import (
@@ -44,9 +44,9 @@ log = logging.getLogger(__name__)
 EXTENSION = "smartapp"
 BROWSER_COOKIE = "anastrozole_smart"
 COOKIE_PATH = "/smart"
-PACKAGE_DIR = Path(__file__).resolve().parent
-# launch.html lives at the top of the project; an installed package ships a copy.
-LAUNCH_PAGES = (PACKAGE_DIR.parent / "launch.html", PACKAGE_DIR / "static" / "launch.html")
+# The launch page is package data, served from the installed package (the project's top-level
+# launch.html is a link to this one file).
+LAUNCH_PAGE = resources.files("smartapp") / "static" / "launch.html"
 
 blueprint = Blueprint(
     "smartapp",
@@ -75,12 +75,9 @@ def launch_page() -> BaseResponse:
         # Only the parameters it reads: others could collide with url_for's own arguments.
         iss, launch = request.args.get("iss"), request.args.get("launch")
         return redirect(url_for("smartapp.launch", iss=iss, launch=launch), 302)
-    for page in LAUNCH_PAGES:
-        if page.is_file():
-            response = make_response(page.read_text(encoding="utf-8"))
-            response.mimetype = "text/html"
-            return response
-    raise AppError(Problem.NO_ISSUER)
+    response = make_response(LAUNCH_PAGE.read_text(encoding="utf-8"))
+    response.mimetype = "text/html"
+    return response
 
 
 @blueprint.get("/smart/launch")

@@ -1,44 +1,70 @@
-"""The rule catalogue: every rule of DESIGN.md, in the order cards are listed at equal severity."""
+"""The rule catalogue: every rule, in the order cards are listed at equal severity.
+
+Each rule module holds one rule: its check and its `RULE` (id, title, meaning, source, the
+data it reads, the reasons a clinician may give for not following it). This catalogue is the
+one list of them; docs/rules.md describes each, and docs/architecture.md says how to add one.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
+from clinical.rules import (
+    ai_interaction,
+    anastrozole_intent,
+    bone_loss_on_ai,
+    dexa_due,
+    dose_intent_mismatch,
+    estradiol_high,
+    estradiol_low,
+    estradiol_monitoring_due,
+    glycemic_monitoring_due,
+    lipid_panel_due,
+    liver_injury_on_ai,
+    liver_panel_due,
+    premenopausal_on_ai,
+    sex_undetermined,
+)
+from clinical.rules.rule import CORE_INPUTS, Check, Input, OverrideReason, Rule
 
-from clinical.finding import Finding
-from clinical.record import PatientRecord
-from clinical.rules.ai_interaction import ai_interaction
-from clinical.rules.anastrozole_intent import anastrozole_intent
-from clinical.rules.bone_loss_on_ai import bone_loss_on_ai
-from clinical.rules.dexa_due import dexa_due
-from clinical.rules.dose_intent_mismatch import dose_intent_mismatch
-from clinical.rules.estradiol_high import estradiol_high
-from clinical.rules.estradiol_low import estradiol_low
-from clinical.rules.estradiol_monitoring_due import estradiol_monitoring_due
-from clinical.rules.glycemic_monitoring_due import glycemic_monitoring_due
-from clinical.rules.lipid_panel_due import lipid_panel_due
-from clinical.rules.liver_injury_on_ai import liver_injury_on_ai
-from clinical.rules.liver_panel_due import liver_panel_due
-from clinical.rules.premenopausal_on_ai import premenopausal_on_ai
-from clinical.rules.sex_undetermined import sex_undetermined
-from clinical.settings import Settings
+CATALOGUE: tuple[Rule, ...] = (
+    ai_interaction.RULE,
+    premenopausal_on_ai.RULE,
+    liver_injury_on_ai.RULE,
+    estradiol_low.RULE,
+    dose_intent_mismatch.RULE,
+    bone_loss_on_ai.RULE,
+    estradiol_high.RULE,
+    dexa_due.RULE,
+    estradiol_monitoring_due.RULE,
+    liver_panel_due.RULE,
+    lipid_panel_due.RULE,
+    glycemic_monitoring_due.RULE,
+    sex_undetermined.RULE,
+    anastrozole_intent.RULE,
+)
+RULES: dict[str, Rule] = {rule.id: rule for rule in CATALOGUE}
+RULE_IDS: tuple[str, ...] = tuple(RULES)
 
-Rule = Callable[[PatientRecord, Settings, datetime], list[Finding]]
 
-CATALOGUE: dict[str, Rule] = {
-    "ai-interaction": ai_interaction,
-    "premenopausal-on-ai": premenopausal_on_ai,
-    "liver-injury-on-ai": liver_injury_on_ai,
-    "estradiol-low": estradiol_low,
-    "dose-intent-mismatch": dose_intent_mismatch,
-    "bone-loss-on-ai": bone_loss_on_ai,
-    "estradiol-high": estradiol_high,
-    "dexa-due": dexa_due,
-    "estradiol-monitoring-due": estradiol_monitoring_due,
-    "liver-panel-due": liver_panel_due,
-    "lipid-panel-due": lipid_panel_due,
-    "glycemic-monitoring-due": glycemic_monitoring_due,
-    "sex-undetermined": sex_undetermined,
-    "anastrozole-intent": anastrozole_intent,
-}
-RULE_IDS = tuple(CATALOGUE)
+def rules_reading(inputs: frozenset[Input]) -> frozenset[str]:
+    """The ids of the rules that read any of these slices of the chart."""
+    return frozenset(rule.id for rule in CATALOGUE if rule.inputs & inputs)
+
+
+def title_of(rule_id: str) -> str:
+    """A rule's title; an id the catalogue does not know (a link from an older card) in words."""
+    rule = RULES.get(rule_id)
+    return rule.title if rule else rule_id.replace("-", " ").capitalize()
+
+
+__all__ = [
+    "CATALOGUE",
+    "CORE_INPUTS",
+    "RULES",
+    "RULE_IDS",
+    "Check",
+    "Input",
+    "OverrideReason",
+    "Rule",
+    "rules_reading",
+    "title_of",
+]

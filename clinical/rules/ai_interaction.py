@@ -8,6 +8,7 @@ from clinical.finding import Finding, Intent, Severity
 from clinical.intent import infer_intent
 from clinical.record import MedicationCourse, PatientRecord
 from clinical.rules.common import day, detail, fit
+from clinical.rules.rule import BENEFIT_OUTWEIGHS_RISK, MANAGED_BY_ONCOLOGY, SWITCHING_THERAPY, Rule
 from clinical.settings import Settings
 
 RULE_ID = "ai-interaction"
@@ -98,3 +99,14 @@ def ai_interaction(record: PatientRecord, settings: Settings, now: datetime) -> 
             intent=assessment.intent if assessment else None,
         )
     ]
+
+
+RULE = Rule(
+    id=RULE_ID,
+    title="Anastrozole with tamoxifen or estrogen",
+    meaning="Anastrozole with tamoxifen or an estrogen-containing therapy.",
+    source=SOURCE,
+    reads=frozenset(),
+    override_reasons=(SWITCHING_THERAPY, BENEFIT_OUTWEIGHS_RISK, MANAGED_BY_ONCOLOGY),
+    check=ai_interaction,
+)

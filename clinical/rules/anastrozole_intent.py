@@ -7,7 +7,8 @@ from datetime import datetime
 from clinical.finding import Finding, Intent, Severity
 from clinical.intent import infer_intent
 from clinical.record import PatientRecord
-from clinical.rules.common import day, detail
+from clinical.rules.common import day, detail, fit
+from clinical.rules.rule import INDICATION_DOCUMENTED, NOT_APPLICABLE, Rule
 from clinical.settings import Settings
 
 RULE_ID = "anastrozole-intent"
@@ -26,14 +27,13 @@ def anastrozole_intent(record: PatientRecord, settings: Settings, now: datetime)
     if course.dose.weekly_mg is not None and "week" not in dose:
         dose = f"{dose}, {course.dose.weekly_mg:g} mg/week"
     intent = assessment.intent
+    shorter = f"Anastrozole: intent {intent.label}"
     if intent is Intent.UNCLEAR:
-        summary = f"Anastrozole {dose}: intent unclear, document the indication"
+        summary = fit(f"Anastrozole {dose}: intent unclear, document the indication", shorter)
         why = f"Intent unclear: {assessment.explanation}."
     else:
-        summary = f"Anastrozole {dose}: intent {intent.label}"
+        summary = fit(f"Anastrozole {dose}: intent {intent.label}", shorter)
         why = f"Intent **{intent.label}** from: {assessment.explanation}."
-    if len(summary) > 140:
-        summary = f"Anastrozole: intent {intent.label}"
     start = assessment.therapy_start
     started = f"on anastrozole since {day(start)}" if start else "start date not recorded"
     if assessment.new_start:
@@ -61,3 +61,14 @@ def anastrozole_intent(record: PatientRecord, settings: Settings, now: datetime)
             intent=intent,
         )
     ]
+
+
+RULE = Rule(
+    id=RULE_ID,
+    title="What the anastrozole is for",
+    meaning="The inferred intent of anastrozole (oncology suppression, TRT modulation, male infertility, or unclear) and the evidence for it.",
+    source=SOURCE,
+    reads=frozenset(),
+    override_reasons=(INDICATION_DOCUMENTED, NOT_APPLICABLE),
+    check=anastrozole_intent,
+)

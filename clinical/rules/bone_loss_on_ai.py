@@ -9,6 +9,13 @@ from clinical.intent import infer_intent
 from clinical.record import PatientRecord, format_number
 from clinical.rules.common import day, detail, drug_label, fit
 from clinical.rules.dexa_due import lowest_recent_t_score
+from clinical.rules.rule import (
+    BONE_THERAPY_ELSEWHERE,
+    MANAGED_BY_ONCOLOGY,
+    PATIENT_DECLINED,
+    Input,
+    Rule,
+)
 from clinical.settings import Settings
 
 RULE_ID = "bone-loss-on-ai"
@@ -57,3 +64,14 @@ def bone_loss_on_ai(record: PatientRecord, settings: Settings, now: datetime) ->
             intent=assessment.intent if assessment else None,
         )
     ]
+
+
+RULE = Rule(
+    id=RULE_ID,
+    title="Osteoporosis on an aromatase inhibitor without bone protection",
+    meaning="Osteoporosis or a low T-score on an aromatase inhibitor without bone-protective therapy.",
+    source=SOURCE,
+    reads=frozenset({Input.BONE_DENSITY}),
+    override_reasons=(BONE_THERAPY_ELSEWHERE, MANAGED_BY_ONCOLOGY, PATIENT_DECLINED),
+    check=bone_loss_on_ai,
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from clinical.fhirdates import DAYS_PER_MONTH
 from clinical.record import LabResult, MedicationCourse
 
 _AROMATASE_INHIBITORS = ("anastrozole", "letrozole", "exemestane")
@@ -15,7 +16,7 @@ def day(moment: datetime) -> str:
 
 
 def months(span: timedelta) -> int:
-    return round(span.days / 30.4375)
+    return round(span.days / DAYS_PER_MONTH)
 
 
 def detail(lines: Iterable[str], source: str, gaps: Iterable[str] = ()) -> str:

@@ -8,7 +8,8 @@ from clinical import orders
 from clinical.finding import Finding, Intent, Severity
 from clinical.intent import infer_intent
 from clinical.record import PatientRecord, format_number
-from clinical.rules.common import detail, drug_label, monitoring_gap, months
+from clinical.rules.common import detail, drug_label, fit, monitoring_gap, months
+from clinical.rules.rule import MANAGED_BY_ONCOLOGY, MONITORING_DUE_REASONS, Input, Rule
 from clinical.settings import Settings
 
 RULE_ID = "dexa-due"
@@ -69,9 +70,7 @@ def dexa_due(record: PatientRecord, settings: Settings, now: datetime) -> list[F
     else:
         severity = Severity.INFO
     drug = drug_label(courses[0])
-    summary = f"DEXA due on {drug}: {reason}"
-    if len(summary) > 140:
-        summary = f"DEXA due on {drug}: bone density scan needed"
+    summary = fit(f"DEXA due on {drug}: {reason}", f"DEXA due on {drug}: bone density scan needed")
     lines = [
         f"On {', '.join(course.name for course in courses)}"
         + (
@@ -98,3 +97,14 @@ def dexa_due(record: PatientRecord, settings: Settings, now: datetime) -> list[F
             intent=assessment.intent if assessment else None,
         )
     ]
+
+
+RULE = Rule(
+    id=RULE_ID,
+    title="DXA bone density scan due",
+    meaning="No baseline or no recent DXA bone density scan while on an aromatase inhibitor.",
+    source=SOURCE,
+    reads=frozenset({Input.BONE_DENSITY, Input.DXA}),
+    override_reasons=(*MONITORING_DUE_REASONS, MANAGED_BY_ONCOLOGY),
+    check=dexa_due,
+)

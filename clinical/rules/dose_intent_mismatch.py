@@ -8,6 +8,7 @@ from clinical.finding import Finding, Intent, Severity
 from clinical.intent import infer_intent
 from clinical.record import PatientRecord
 from clinical.rules.common import detail, fit
+from clinical.rules.rule import DOSE_INTENDED, MANAGED_BY_ONCOLOGY, MANAGED_BY_SPECIALIST, Rule
 from clinical.settings import Settings
 
 RULE_ID = "dose-intent-mismatch"
@@ -104,3 +105,14 @@ def dose_intent_mismatch(record: PatientRecord, settings: Settings, now: datetim
             intent=intent,
         )
     ]
+
+
+RULE = Rule(
+    id=RULE_ID,
+    title="Dose or schedule does not fit the intent",
+    meaning="The dose or schedule does not fit the intent or the patient's sex (labelled dose 1 mg daily; TRT modulation 0.25-0.5 mg twice weekly).",
+    source=SOURCE,
+    reads=frozenset(),
+    override_reasons=(DOSE_INTENDED, MANAGED_BY_ONCOLOGY, MANAGED_BY_SPECIALIST),
+    check=dose_intent_mismatch,
+)

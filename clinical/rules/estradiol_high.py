@@ -9,6 +9,7 @@ from clinical.finding import Finding, Severity
 from clinical.intent import infer_intent
 from clinical.record import PatientRecord, format_number
 from clinical.rules.common import day, detail, lab_line
+from clinical.rules.rule import MANAGED_BY_SPECIALIST, PATIENT_DECLINED, WILL_REPEAT, Input, Rule
 from clinical.settings import Settings
 
 RULE_ID = "estradiol-high"
@@ -62,3 +63,14 @@ def estradiol_high(record: PatientRecord, settings: Settings, now: datetime) -> 
             data_gaps=tuple(record.gaps_for("estradiol-serum")),
         )
     ]
+
+
+RULE = Rule(
+    id=RULE_ID,
+    title="Estradiol above the ceiling on testosterone",
+    meaning="Estradiol above the ceiling in a man on testosterone therapy.",
+    source=SOURCE,
+    reads=frozenset({Input.ESTRADIOL}),
+    override_reasons=(WILL_REPEAT, MANAGED_BY_SPECIALIST, PATIENT_DECLINED),
+    check=estradiol_high,
+)

@@ -9,6 +9,14 @@ from clinical.finding import Finding, Intent, Severity
 from clinical.intent import infer_intent
 from clinical.record import PatientRecord, format_number
 from clinical.rules.common import day, detail, lab_line
+from clinical.rules.rule import (
+    DOSE_CHANGE_PLANNED,
+    MANAGED_BY_SPECIALIST,
+    PATIENT_DECLINED,
+    WILL_REPEAT,
+    Input,
+    Rule,
+)
 from clinical.settings import Settings
 
 RULE_ID = "estradiol-low"
@@ -106,3 +114,14 @@ def _testosterone_to_estradiol(
                 "(below 10 is abnormal in infertility work-ups; Raman & Schlegel 2002)."
             )
     return None
+
+
+RULE = Rule(
+    id=RULE_ID,
+    title="Estradiol below the floor",
+    meaning="Estradiol below the floor where the intent is modulation or fertility, not suppression.",
+    source=SOURCE,
+    reads=frozenset({Input.ESTRADIOL}),
+    override_reasons=(DOSE_CHANGE_PLANNED, WILL_REPEAT, MANAGED_BY_SPECIALIST, PATIENT_DECLINED),
+    check=estradiol_low,
+)

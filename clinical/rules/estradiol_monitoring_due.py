@@ -8,8 +8,9 @@ from clinical import orders
 from clinical.finding import Finding, Severity
 from clinical.intent import infer_intent
 from clinical.record import PatientRecord, format_number
-from clinical.rules.common import day, detail, lab_line, monitoring_gap
+from clinical.rules.common import day, detail, fit, lab_line, monitoring_gap
 from clinical.rules.estradiol_low import MODULATION
+from clinical.rules.rule import MANAGED_BY_SPECIALIST, MONITORING_DUE_REASONS, Input, Rule
 from clinical.settings import Settings
 
 RULE_ID = "estradiol-monitoring-due"
@@ -58,9 +59,10 @@ def estradiol_monitoring_due(
     if assessment.new_start:
         reason = f"no baseline before starting anastrozole ({reason})"
     days = settings.estradiol_interval.days
-    summary = f"Estradiol due on anastrozole ({assessment.intent.label}): {reason}"
-    if len(summary) > 140:
-        summary = f"Estradiol due on anastrozole ({assessment.intent.label}): none in {days} days"
+    summary = fit(
+        f"Estradiol due on anastrozole ({assessment.intent.label}): {reason}",
+        f"Estradiol due on anastrozole ({assessment.intent.label}): none in {days} days",
+    )
     lines = [
         f"Anastrozole {course.dose.description or ''} for {assessment.intent.label}: estradiol "
         f"every {days} days to titrate the dose (target {format_number(floor)}+ pg/mL).",
@@ -90,3 +92,14 @@ def estradiol_monitoring_due(
             data_gaps=tuple(gaps),
         )
     ]
+
+
+RULE = Rule(
+    id=RULE_ID,
+    title="Estradiol check due",
+    meaning="On anastrozole for modulation or fertility and no recent estradiol result.",
+    source=SOURCE,
+    reads=frozenset({Input.ESTRADIOL}),
+    override_reasons=(*MONITORING_DUE_REASONS, MANAGED_BY_SPECIALIST),
+    check=estradiol_monitoring_due,
+)

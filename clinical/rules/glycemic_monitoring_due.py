@@ -10,6 +10,7 @@ from clinical.intent import infer_intent
 from clinical.record import PatientRecord
 from clinical.rules.common import detail, fit, monitoring_gap, months
 from clinical.rules.estradiol_low import MODULATION
+from clinical.rules.rule import MONITORING_DUE_REASONS, Input, Rule
 from clinical.settings import Settings
 
 RULE_ID = "glycemic-monitoring-due"
@@ -50,3 +51,14 @@ def glycemic_monitoring_due(
             intent=assessment.intent,
         )
     ]
+
+
+RULE = Rule(
+    id=RULE_ID,
+    title="HbA1c or glucose due",
+    meaning="No recent HbA1c or fasting glucose while on anastrozole for modulation.",
+    source=SOURCE,
+    reads=frozenset({Input.GLYCEMIC_TESTS}),
+    override_reasons=(MONITORING_DUE_REASONS),
+    check=glycemic_monitoring_due,
+)

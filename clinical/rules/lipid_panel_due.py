@@ -8,7 +8,8 @@ from clinical import orders
 from clinical.finding import Finding, Severity
 from clinical.intent import infer_intent
 from clinical.record import PatientRecord
-from clinical.rules.common import detail, monitoring_gap, months
+from clinical.rules.common import detail, fit, monitoring_gap, months
+from clinical.rules.rule import MONITORING_DUE_REASONS, Input, Rule
 from clinical.settings import Settings
 
 RULE_ID = "lipid-panel-due"
@@ -32,9 +33,7 @@ def lipid_panel_due(record: PatientRecord, settings: Settings, now: datetime) ->
     )
     if reason is None:
         return []
-    summary = f"Lipid panel due on anastrozole: {reason}"
-    if len(summary) > 140:
-        summary = "Lipid panel due on anastrozole"
+    summary = fit(f"Lipid panel due on anastrozole: {reason}", "Lipid panel due on anastrozole")
     lines = [
         f"Lipid panel (total cholesterol or LDL): {reason}; due every "
         f"{months(settings.lipid_panel_interval)} months and at the start of therapy.",
@@ -51,3 +50,14 @@ def lipid_panel_due(record: PatientRecord, settings: Settings, now: datetime) ->
             intent=assessment.intent,
         )
     ]
+
+
+RULE = Rule(
+    id=RULE_ID,
+    title="Lipid panel due",
+    meaning="No recent lipid panel while on anastrozole.",
+    source=SOURCE,
+    reads=frozenset({Input.LIPID_TESTS}),
+    override_reasons=(MONITORING_DUE_REASONS),
+    check=lipid_panel_due,
+)

@@ -9,6 +9,13 @@ from clinical.intent import infer_intent
 from clinical.record import LabResult, PatientRecord, format_number
 from clinical.rules.common import detail, fit, lab_line
 from clinical.rules.liver_panel_due import newest_transaminases
+from clinical.rules.rule import (
+    BENEFIT_OUTWEIGHS_RISK,
+    MANAGED_BY_SPECIALIST,
+    WILL_REPEAT,
+    Input,
+    Rule,
+)
 from clinical.settings import Settings
 
 RULE_ID = "liver-injury-on-ai"
@@ -87,3 +94,14 @@ def liver_injury_on_ai(record: PatientRecord, settings: Settings, now: datetime)
             intent=assessment.intent,
         )
     ]
+
+
+RULE = Rule(
+    id=RULE_ID,
+    title="Transaminases raised on anastrozole",
+    meaning="Transaminases well above normal while on anastrozole.",
+    source=SOURCE,
+    reads=frozenset({Input.LIVER_TESTS}),
+    override_reasons=(MANAGED_BY_SPECIALIST, WILL_REPEAT, BENEFIT_OUTWEIGHS_RISK),
+    check=liver_injury_on_ai,
+)

@@ -9,7 +9,8 @@ from clinical import orders
 from clinical.finding import Finding, Severity
 from clinical.intent import infer_intent
 from clinical.record import LabResult, PatientRecord
-from clinical.rules.common import detail, monitoring_gap, months
+from clinical.rules.common import detail, fit, monitoring_gap, months
+from clinical.rules.rule import MONITORING_DUE_REASONS, Input, Rule
 from clinical.settings import Settings
 from clinical.valuesets import load
 
@@ -81,9 +82,7 @@ def liver_panel_due(record: PatientRecord, settings: Settings, now: datetime) ->
     )
     if reason is None:
         return []
-    summary = f"Liver panel due on anastrozole: {reason}"
-    if len(summary) > 140:
-        summary = "Liver panel due on anastrozole"
+    summary = fit(f"Liver panel due on anastrozole: {reason}", "Liver panel due on anastrozole")
     lines = [
         f"Hepatic function panel (or ALT and AST): {reason}; due every "
         f"{months(settings.liver_panel_interval)} months and at the start of therapy.",
@@ -100,3 +99,14 @@ def liver_panel_due(record: PatientRecord, settings: Settings, now: datetime) ->
             intent=assessment.intent,
         )
     ]
+
+
+RULE = Rule(
+    id=RULE_ID,
+    title="Liver panel due",
+    meaning="No recent hepatic function panel while on anastrozole.",
+    source=SOURCE,
+    reads=frozenset({Input.LIVER_TESTS}),
+    override_reasons=(MONITORING_DUE_REASONS),
+    check=liver_panel_due,
+)

@@ -9,6 +9,13 @@ from clinical.finding import Finding, Severity
 from clinical.intent import infer_intent
 from clinical.record import PatientRecord
 from clinical.rules.common import detail, drug_label, fit, lab_line
+from clinical.rules.rule import (
+    INDICATION_DOCUMENTED,
+    MANAGED_BY_ONCOLOGY,
+    MENOPAUSE_DOCUMENTED,
+    Input,
+    Rule,
+)
 from clinical.settings import Settings
 
 RULE_ID = "premenopausal-on-ai"
@@ -66,3 +73,14 @@ def premenopausal_on_ai(record: PatientRecord, settings: Settings, now: datetime
             intent=(assessment.intent if (assessment := infer_intent(record, now)) else None),
         )
     ]
+
+
+RULE = Rule(
+    id=RULE_ID,
+    title="Aromatase inhibitor without proven menopause or ovarian suppression",
+    meaning="A woman not shown to be postmenopausal, on an aromatase inhibitor without ovarian suppression.",
+    source=SOURCE,
+    reads=frozenset({Input.SURGICAL_MENOPAUSE}),
+    override_reasons=(MENOPAUSE_DOCUMENTED, MANAGED_BY_ONCOLOGY, INDICATION_DOCUMENTED),
+    check=premenopausal_on_ai,
+)

@@ -8,6 +8,7 @@ from clinical.finding import Finding, Severity
 from clinical.intent import infer_intent
 from clinical.record import PatientRecord
 from clinical.rules.common import detail, drug_label
+from clinical.rules.rule import NOT_APPLICABLE, SEX_REVIEWED, Rule
 from clinical.settings import Settings
 
 RULE_ID = "sex-undetermined"
@@ -44,3 +45,14 @@ def sex_undetermined(record: PatientRecord, settings: Settings, now: datetime) -
             intent=assessment.intent if assessment else None,
         )
     ]
+
+
+RULE = Rule(
+    id=RULE_ID,
+    title="Sex for clinical use undetermined",
+    meaning="Sex for clinical use is unknown or conflicting: sex-specific advice is withheld.",
+    source=SOURCE,
+    reads=frozenset(),
+    override_reasons=(SEX_REVIEWED, NOT_APPLICABLE),
+    check=sex_undetermined,
+)

@@ -12,8 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from anastrozole_cds.cli import main
-from anastrozole_cds.config import ConfigError, ProductSettings, load_settings
-from anastrozole_cds.store import (
+from anastrozole_cds.settings import load_settings
+from runtime.settings import ConfigError, ProductSettings
+from runtime.store import (
     FeedbackRecord,
     IssuedCard,
     Store,

@@ -11,9 +11,11 @@ import pytest
 from flask import Flask
 
 from anastrozole_cds import app as app_module
-from anastrozole_cds.app import RedactSecrets, create_app
-from anastrozole_cds.config import load_settings
-from anastrozole_cds.store import Store
+from anastrozole_cds.app import create_app
+from anastrozole_cds.server import create_worker_app
+from anastrozole_cds.settings import load_settings
+from runtime.logs import RedactSecrets
+from runtime.store import Store
 
 
 def make_app(tmp_path: Path, **overrides: Any) -> Flask:
@@ -36,7 +38,7 @@ def test_healthz_is_503_when_the_store_is_down(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = make_app(tmp_path)
-    monkeypatch.setattr(app.extensions["anastrozole_cds.store"], "ping", lambda: False)
+    monkeypatch.setattr(app.extensions["runtime.store"], "ping", lambda: False)
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.json["status"] == "degraded"
@@ -149,7 +151,7 @@ def test_blueprints_are_composed_from_one_list(
         def extra() -> str:
             return "ok"
 
-    monkeypatch.setattr(app_module, "BLUEPRINTS", [*app_module.BLUEPRINTS, init_app])
+    monkeypatch.setattr(app_module, "FACES", [*app_module.FACES, init_app])
     app = make_app(tmp_path)
     assert seen == ["Store"]
     assert app.test_client().get("/extra").get_data(as_text=True) == "ok"
@@ -194,9 +196,7 @@ def test_a_server_worker_freezes_what_start_up_built(tmp_path: Path) -> None:
     calls do not walk them (the p99 pauses measured in docs/performance.md)."""
     gc.unfreeze()
     try:
-        app = app_module.create_worker_app(
-            load_settings(store_url="sqlite://", instance_path=tmp_path)
-        )
+        app = create_worker_app(load_settings(store_url="sqlite://", instance_path=tmp_path))
         assert isinstance(app, Flask)
         assert gc.get_freeze_count() > 10_000
     finally:

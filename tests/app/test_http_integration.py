@@ -14,8 +14,8 @@ import pytest
 import requests
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from cds_hooks.catalogue import RULE_IDS
 from cds_hooks.services import prefetch_templates
+from clinical.rules import RULE_IDS
 from tests.cds_hooks.cds_fhir_stub import StubFhirServer, prefetch_for
 from tests.cds_hooks.cds_helpers import Keys, make_keys
 from tests.security.sec_live_server import live_service

@@ -15,7 +15,7 @@ import pytest
 import requests
 from prometheus_client import values
 
-from anastrozole_cds import metrics
+from runtime import metrics
 from tests.cds_hooks.cds_helpers import PATIENT_VIEW, hook_body, make_keys, trt_man_prefetch
 from tests.security.sec_live_server import ROOT, live_service
 

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import smartapp
 from anastrozole_cds.app import create_app
 from anastrozole_cds.cli import main
-from anastrozole_cds.config import ConfigError, load_settings
+from anastrozole_cds.settings import load_settings
 from clinical.rules import RULE_IDS
+from runtime.settings import ConfigError
 from smartapp.views import EXTENSION as SMART_EXTENSION
 
 
@@ -174,7 +176,7 @@ def test_a_smart_environment_variable_wins_over_the_smart_table(
     config = tmp_path / "cds.toml"
     config.write_text(SMART_TOML.format(instance=tmp_path))
     monkeypatch.setenv("ANASTROZOLE_CDS_SMART_CLIENT_ID", "from-the-environment")
-    smart = load_settings(config).smart_settings()
+    smart = smartapp.load_settings(load_settings(config))
     assert smart.client_id == "from-the-environment"
     assert smart.allowed_issuers == ("https://ehr.example.org/fhir",)
 

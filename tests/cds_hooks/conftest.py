@@ -11,7 +11,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from anastrozole_cds.app import create_app
-from anastrozole_cds.config import ProductSettings, load_settings
+from anastrozole_cds.settings import load_settings
+from runtime.settings import ProductSettings
 from tests.cds_hooks.cds_helpers import Keys, make_keys, settings_values
 
 

@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 
-import anastrozole_cds.app as app_module
+import anastrozole_cds.server as app_module
 from anastrozole_cds.app import create_app
 from anastrozole_cds.cli import main
-from anastrozole_cds.config import ConfigError, ProductSettings, served_at
+from runtime.settings import ConfigError, ProductSettings, served_at
 from tests.cds_hooks.cds_helpers import (
     ISSUER,
     PATIENT_VIEW,

@@ -10,6 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from cds_hooks.services import discovery_document, prefetch_templates
+from clinical.rules import CATALOGUE
 from clinical.valuesets import load as load_valuesets
 
 SERVICES = {
@@ -98,3 +99,11 @@ def test_the_service_resolves_its_own_templates_like_a_client() -> None:
     assert query.startswith("Observation?patient=pt%2F..%2F1%20x&")
     assert query.endswith("&date=ge2024-11-01")
     assert "{{" not in query
+
+
+def test_every_slice_of_the_chart_a_rule_reads_is_asked_for_by_a_template() -> None:
+    """A rule reading data no prefetch template asks for would be judged on "none on record"
+    whenever the EHR prefetches: each slice a rule reads is some template's."""
+    provided = {slice_ for template in prefetch_templates() for slice_ in template.provides}
+    read = {slice_ for rule in CATALOGUE for slice_ in rule.inputs}
+    assert read - provided == set()

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from flask.testing import FlaskClient
 
 from anastrozole_cds.app import create_app
-from anastrozole_cds.config import ProductSettings
+from runtime.settings import ProductSettings
 from tests.cds_hooks.cds_fhir_stub import search, searchset
 from tests.cds_hooks.cds_helpers import PATIENT_VIEW, Keys, call, hook_body, trt_man_chart
 

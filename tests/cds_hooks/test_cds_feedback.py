@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from anastrozole_cds.app import create_app
-from anastrozole_cds.store import Store
+from runtime.store import Store
 from tests.cds_hooks.cds_helpers import BASE, PATIENT_VIEW, Keys, bearer, service_url
 
 URL = f"/cds-services/{PATIENT_VIEW}/feedback"
@@ -50,7 +50,7 @@ def post(client: FlaskClient, keys: Keys, body: Any, aud: str | None = None) -> 
 
 
 def stored(app: Flask) -> list[dict[str, Any]]:
-    store: Store = app.extensions["anastrozole_cds.store"]
+    store: Store = app.extensions["runtime.store"]
     return store.feedback()
 
 
@@ -133,7 +133,7 @@ def test_feedback_survives_a_restart(make_settings: Any, keys: Keys, tmp_path: P
     url = f"sqlite:///{tmp_path / 'durable.sqlite3'}"
     first = create_app(make_settings(store_url=url))
     assert post(first.test_client(), keys, {"feedback": [ACCEPTED]}).status_code == 200
-    first.extensions["anastrozole_cds.store"].dispose()
+    first.extensions["runtime.store"].dispose()
     second = create_app(make_settings(store_url=url))
     assert [row["card_uuid"] for row in stored(second)] == [ACCEPTED["card"]]
 
@@ -141,7 +141,7 @@ def test_feedback_survives_a_restart(make_settings: Any, keys: Keys, tmp_path: P
 def test_a_store_failure_is_503_and_leaves_nothing_half_written(
     app: Flask, client: FlaskClient, keys: Keys
 ) -> None:
-    store: Store = app.extensions["anastrozole_cds.store"]
+    store: Store = app.extensions["runtime.store"]
     real = store.engine
     with real.begin() as connection:  # a broken table makes the second insert fail
         connection.exec_driver_sql(

@@ -15,7 +15,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, OctKey
 
 from anastrozole_cds.app import create_app
-from anastrozole_cds.config import ProductSettings
+from runtime.settings import ProductSettings
 from tests.cds_hooks.cds_helpers import (
     BASE,
     ISSUER,

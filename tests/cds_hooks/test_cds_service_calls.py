@@ -255,9 +255,7 @@ def test_issued_cards_are_recorded_by_rule_for_feedback_analytics(
 ) -> None:
     body = hook_body(prefetch=trt_man_prefetch())
     cards = call(client, keys, PATIENT_VIEW, body).json["cards"]
-    issued = {
-        row["card_uuid"]: row for row in app.extensions["anastrozole_cds.store"].issued_cards()
-    }
+    issued = {row["card_uuid"]: row for row in app.extensions["runtime.store"].issued_cards()}
     for card in cards:
         row = issued[card["uuid"]]
         assert row["rule_id"] == card["source"]["topic"]["code"]

@@ -21,11 +21,12 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from anastrozole_cds.app import create_app
-from anastrozole_cds.config import ProductSettings
 from cds_hooks import auth
-from cds_hooks.catalogue import DATA_INCOMPLETE_TOPIC, RULE_IDS
+from cds_hooks.codes import DATA_INCOMPLETE_TOPIC
 from cds_hooks.services import SERVICES, prefetch_templates
+from clinical.rules import RULE_IDS
 from ehr.client import FAULTS as FAULT_CLASS_NAMES
+from runtime.settings import ProductSettings
 from tests.cds_hooks.cds_helpers import (
     BASE,
     PATIENT_VIEW,
@@ -135,7 +136,7 @@ def test_a_patient_view_call_shows_its_status_latency_and_cards_by_rule(
 def test_each_app_counts_on_its_own(client: FlaskClient, keys: Keys, app: Flask) -> None:
     """Per-app registries: a test sees only its own calls, and metrics need no global reset."""
     call(client, keys, PATIENT_VIEW, hook_body(prefetch=trt_man_prefetch()))
-    other = create_app(app.extensions["anastrozole_cds.settings"])
+    other = create_app(app.extensions["runtime.settings"])
     assert calls(scrape(other.test_client()), "200") == 0
     assert calls(scrape(client), "200") == 1
 

@@ -9,7 +9,7 @@ import pytest
 
 from clinical.finding import Intent
 from clinical.intent import infer_intent
-from clinical.record import build_record
+from clinical.reader import build_record
 from tests.clinical.rules.builders import (
     BREAST_CANCER,
     CLOMIPHENE,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from clinical.record import build_record, iter_resources
+from clinical.reader import build_record, iter_resources
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
 LOINC = "http://loinc.org"

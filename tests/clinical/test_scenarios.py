@@ -11,7 +11,7 @@ import pytest
 
 from clinical import evaluate
 from clinical.finding import Finding
-from tests.design import DESIGN_RULE_IDS
+from clinical.rules import RULE_IDS
 
 SEVERITIES = {"info", "warning", "critical"}
 INTENTS = {"oncology-suppression", "trt-modulation", "fertility", "unclear", None}
@@ -45,9 +45,9 @@ def test_expectation_names_only_known_rules_severities_and_intents(
     scenario_name: str, expected: Scenarios
 ) -> None:
     spec = expected[scenario_name]
-    assert set(spec["fires"]) <= DESIGN_RULE_IDS
+    assert set(spec["fires"]) <= set(RULE_IDS)
     assert set(spec["fires"].values()) <= SEVERITIES
-    assert set(spec["does_not_fire"]) <= DESIGN_RULE_IDS
+    assert set(spec["does_not_fire"]) <= set(RULE_IDS)
     assert not set(spec["fires"]) & set(spec["does_not_fire"])
     assert spec["intent"] in INTENTS
     assert ("anastrozole-intent" in spec["fires"]) == (spec["intent"] is not None)

@@ -1,4 +1,4 @@
-"""Second audit of the clinical core: each test fails without its fix (/tmp/audit/core2)."""
+"""Second audit of the clinical core: each test fails without its fix."""
 
 from __future__ import annotations
 

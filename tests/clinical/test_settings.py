@@ -7,19 +7,13 @@ from datetime import timedelta
 
 import pytest
 
-from clinical.rules import RULE_IDS
 from clinical.settings import SOURCES, Settings
-from tests.design import DESIGN_RULE_IDS
 
 
 def test_every_threshold_cites_its_source() -> None:
     thresholds = {f.name for f in fields(Settings)} - {"disabled_rules"}
     assert thresholds == set(SOURCES)
     assert all(len(source) > 20 for source in SOURCES.values())
-
-
-def test_the_catalogue_holds_exactly_the_rules_of_the_design() -> None:
-    assert set(RULE_IDS) == DESIGN_RULE_IDS
 
 
 def test_overrides_convert_days_and_numbers() -> None:

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from anastrozole_cds.app import create_app
-from anastrozole_cds.config import ProductSettings
 from cds_hooks.services import prefetch_templates
+from runtime.settings import ProductSettings
 from tests.cds_hooks.cds_helpers import ORDER_SELECT, ORDER_SIGN, PATIENT_VIEW, trt_man_chart
 
 RESOURCE_TYPES = (
@@ -174,7 +174,7 @@ def test_any_bytes_as_a_body_are_a_json_400_or_cards(raw: bytes) -> None:
         import tempfile
         from pathlib import Path
 
-        from anastrozole_cds.config import load_settings
+        from anastrozole_cds.settings import load_settings
         from tests.cds_hooks.cds_helpers import make_keys
 
         folder = Path(tempfile.mkdtemp())

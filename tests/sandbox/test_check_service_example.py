@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 
 from anastrozole_cds.app import create_app
-from anastrozole_cds.config import load_settings
+from anastrozole_cds.settings import load_settings
 from clinical.valuesets import load as load_valuesets
 from sandbox.ehr_client import hook_context, hook_request, load_signing_key, service_url, sign_jwt
 from sandbox.ehr_keys import main as ehr_keys

@@ -17,7 +17,7 @@ from joserfc.jwk import ECKey, KeySet
 
 import cds_hooks.auth
 from anastrozole_cds.app import create_app
-from anastrozole_cds.config import ProductSettings
+from runtime.settings import ProductSettings
 from tests.cds_hooks.cds_helpers import (
     ISSUER,
     PATIENT_VIEW,

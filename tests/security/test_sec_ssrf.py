@@ -10,7 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from anastrozole_cds.app import create_app
-from anastrozole_cds.config import ProductSettings
+from runtime.settings import ProductSettings
 from tests.cds_hooks.cds_helpers import ISSUER, PATIENT_VIEW, Keys, call, hook_body, trt_man_chart
 from tests.faults.fault_fhir_server import Fault, FaultyFhirServer
 

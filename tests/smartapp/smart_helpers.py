@@ -21,7 +21,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 import smartapp
 from anastrozole_cds.app import create_app
-from anastrozole_cds.config import load_settings
+from anastrozole_cds.settings import load_settings
 from sandbox.ehr_auth import SandboxClient, SandboxEhr
 from smartapp.config import SmartSettings
 from smartapp.keys import generate_key, private_jwks, public_jwks, write_key_file
@@ -66,7 +66,7 @@ def build_app(
     smartapp.init_app(
         app,
         product,
-        app.extensions["anastrozole_cds.store"],
+        app.extensions["runtime.store"],
         smart_settings=SmartSettings(**values),
     )
     return app

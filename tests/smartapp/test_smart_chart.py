@@ -10,7 +10,7 @@ import pytest
 from clinical import DEFAULT_SETTINGS, build_record
 from clinical.finding import Intent
 from clinical.intent import infer_intent
-from smartapp.chart import TrendChart, trend_chart
+from smartapp.trend import TrendChart, trend_chart
 from tests.conftest import expected_scenarios, read_fixture, resources_of
 from tests.smartapp.smart_helpers import LOW_E2, scenario_now
 

@@ -12,8 +12,8 @@ import responses
 from flask import Flask
 from flask.testing import FlaskClient
 
-from cds_hooks.catalogue import rule_card
 from clinical import DEFAULT_SETTINGS, evaluate
+from clinical.rules import title_of
 from smartapp.dashboard import build_dashboard, highlighted_rule
 from tests.conftest import expected_scenarios, read_fixture, resources_of
 from tests.smartapp.smart_helpers import (
@@ -84,7 +84,7 @@ def test_every_finding_is_on_the_page_in_the_cards_words_most_severe_first(
     words = text(page)
     for finding in findings:
         assert " ".join(finding.summary.split()) in words
-        assert rule_card(finding.rule_id).title in words  # the card's source.topic.display
+        assert title_of(finding.rule_id) in words  # the card's source.topic.display
     ranks = [
         {"critical": 2, "warning": 1, "info": 0}[s]
         for s in re.findall(r'data-severity="(\w+)"', page)
@@ -240,7 +240,7 @@ def test_create_app_then_init_app_again_replaces_settings_without_a_second_bluep
     import smartapp
     from smartapp.config import SmartSettings
 
-    product = app.extensions["anastrozole_cds.settings"]
+    product = app.extensions["runtime.settings"]
     smartapp.init_app(app, product, smart_settings=SmartSettings(client_id="second"))
     assert app.extensions["smartapp"].smart.client_id == "second"
     assert list(app.blueprints).count("smartapp") == 1

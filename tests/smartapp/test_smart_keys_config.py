@@ -103,13 +103,13 @@ def test_frame_ancestors_can_be_set_explicitly() -> None:
 def test_the_app_factory_registers_the_smart_app_from_its_blueprint_list(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What `BLUEPRINTS.append(smartapp.init_app)` in anastrozole_cds/app.py gives."""
+    """What `FACES.append(smartapp.init_app)` in anastrozole_cds/app.py gives."""
     import smartapp
     from anastrozole_cds import app as app_module
-    from anastrozole_cds.config import load_settings
+    from anastrozole_cds.settings import load_settings
 
-    blueprints = [init for init in app_module.BLUEPRINTS if init is not smartapp.init_app]
-    monkeypatch.setattr(app_module, "BLUEPRINTS", [*blueprints, smartapp.init_app])
+    blueprints = [init for init in app_module.FACES if init is not smartapp.init_app]
+    monkeypatch.setattr(app_module, "FACES", [*blueprints, smartapp.init_app])
     monkeypatch.setenv("ANASTROZOLE_CDS_SMART_ALLOWED_ISSUERS", f'["{FHIR_BASE}"]')
     app = app_module.create_app(load_settings(store_url="sqlite://", instance_path=tmp_path))
     client = app.test_client()
@@ -122,7 +122,7 @@ def test_the_app_factory_registers_the_smart_app_from_its_blueprint_list(
 def test_the_product_command_line_gets_keys_generate(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What `main.add_command(keys)` in anastrozole_cds/cli.py gives."""
+    """What registering smartapp.cli.COMMANDS in anastrozole_cds/cli.py gives."""
     from anastrozole_cds.cli import main
 
     monkeypatch.setitem(main.commands, "keys", keys)

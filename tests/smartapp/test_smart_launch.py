@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -50,9 +51,15 @@ def test_launch_html_without_parameters_is_a_static_page_with_no_script(
     assert "default-src 'none'" in response.headers["Content-Security-Policy"]
 
 
-def test_the_packaged_launch_html_is_the_top_level_one() -> None:
+def test_the_top_level_launch_html_is_the_packaged_one_not_a_copy(client: FlaskClient) -> None:
+    """One source: the page is package data (an installed wheel serves it); the project's
+    top-level launch.html, which the design fixes, is a link to that file."""
     root = Path(__file__).resolve().parents[2]
-    assert (root / "launch.html").read_text() == (root / "smartapp/static/launch.html").read_text()
+    top_level = root / "launch.html"
+    assert top_level.is_symlink()
+    assert top_level.resolve() == (root / "smartapp" / "static" / "launch.html").resolve()
+    served = client.get("/launch.html").get_data(as_text=True)
+    assert served == (resources.files("smartapp") / "static" / "launch.html").read_text()
 
 
 def test_ehr_launch_redirects_to_authorize_with_pkce_state_aud_and_v2_scopes(

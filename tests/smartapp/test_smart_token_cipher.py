@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from sqlalchemy import create_engine
 from sqlalchemy.pool import StaticPool
 
-from anastrozole_cds.app import RedactSecrets
+from runtime.logs import RedactSecrets
 from smartapp.config import SmartSettings
 from smartapp.token_cipher import (
     KEY_FILE_NAME,

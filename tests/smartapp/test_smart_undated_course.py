@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 
 from clinical import DEFAULT_SETTINGS, build_record
 from clinical.intent import infer_intent
-from smartapp.chart import trend_chart
+from smartapp.trend import trend_chart
 from tests.conftest import read_fixture, resources_of
 from tests.smartapp.smart_helpers import HARLAN, LOW_E2, Sandbox, launch_and_sign_in, scenario_now
 

@@ -11,7 +11,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from clinical.finding import Finding
-from clinical.record import SPCU_URL, PatientRecord, build_record
+from clinical.reader import SPCU_URL, build_record
+from clinical.record import PatientRecord
 from clinical.settings import Settings
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from dataclasses import replace
 from datetime import datetime
 
 import pytest
@@ -62,6 +64,10 @@ def test_a_rule_saying_several_things_keeps_only_its_most_severe_finding(
             for severity in (Severity.INFO, Severity.CRITICAL, Severity.WARNING)
         ]
 
-    monkeypatch.setitem(CATALOGUE, "sex-undetermined", talkative)
+    catalogue = tuple(
+        replace(rule, check=talkative) if rule.id == "sex-undetermined" else rule
+        for rule in CATALOGUE
+    )
+    monkeypatch.setattr(sys.modules["clinical.evaluate"], "CATALOGUE", catalogue)
     findings = [f for f in evaluate(BUSY_WOMAN, now=NOW) if f.rule_id == "sex-undetermined"]
     assert [f.summary for f in findings] == ["critical finding"]

@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from clinical.record import build_record, observation_reading_of
+from clinical.reader import build_record, observation_reading_of
 from clinical.rules.liver_injury_on_ai import liver_injury_on_ai
 from clinical.rules.liver_panel_due import liver_panel_due
 from clinical.settings import Settings

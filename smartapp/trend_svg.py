@@ -1,16 +1,8 @@
-"""The estradiol trend as server-side SVG: no JavaScript, no CDN, works in any EHR iframe.
-
-One time axis, three layers from top to bottom:
-- estradiol results, with the target band of the intent shaded (TRT modulation and
-  fertility: the 20-30 pg/mL practice band and the 20 pg/mL floor; oncology suppression: no
-  floor, suppression is the goal; unclear: nothing drawn, and the chart says why);
-- total testosterone on the same time axis, when there is any;
-- the anastrozole courses as bars with their weekly dose, and testosterone therapy.
+"""How the trend is laid out as SVG: the axes, the scales, the lanes of courses.
 
 Each result is a `<circle>` with `data-value`, `data-date` and `data-unit`; each course a
 `<rect>` with `data-start`, `data-end` and `data-weekly-mg`. The chart has a `<title>` and a
-`<desc>`; the page also shows the numbers as a table. Colours come from CSS classes, and
-every status is also said in words (labels, titles, the table).
+`<desc>`; the page also shows the numbers as a table. Colours come from CSS classes.
 
 The left margin (the y axes' numbers and units, the course lanes' names) is a second SVG,
 `axis_svg`, drawn in the same units: the page keeps it in view while a narrow chart scrolls
@@ -24,10 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html import escape
+from typing import TYPE_CHECKING
 
-from clinical.finding import Intent
-from clinical.record import LabResult, MedicationCourse, PatientRecord, format_number
+from clinical.fhirdates import DAYS_PER_MONTH
+from clinical.record import format_number
 from clinical.settings import Settings
+
+if TYPE_CHECKING:
+    from smartapp.trend import ChartPoint, CourseBar
 
 WIDTH = 960
 LEFT, RIGHT = 100, 96  # the right margin holds the reference lines' labels
@@ -36,220 +32,23 @@ ESTRADIOL_HEIGHT = 210
 TESTOSTERONE_HEIGHT = 110
 LANE_HEIGHT = 26
 MAX_LABELLED_POINTS = 16
-HISTORY_LIMIT = timedelta(days=5 * 365)  # older results are left off the axis (and said so)
 
-_MODULATION = (Intent.TRT_MODULATION, Intent.FERTILITY)
 
 Scale = Callable[[float], float]
 
 
-@dataclass(frozen=True)
-class ChartPoint:
-    date: datetime
-    value: float
-    unit: str
-    comparator: str | None
-    shown: str  # "11 pg/mL", "<5 pg/mL"
-    status: str  # critical | low | in-band | high | neutral
-    status_text: str  # said in words: "below the 20 pg/mL floor"
-    ref: str
+def day_text(moment: datetime | None) -> str:
+    return moment.date().isoformat() if moment else ""
 
 
-@dataclass(frozen=True)
-class CourseBar:
-    drug: str  # "anastrozole" | "testosterone"
-    name: str
-    start: datetime | None
-    end: datetime | None  # None: ongoing
-    weekly_mg: float | None
-    dose_text: str  # "0.5 mg twice weekly (1 mg/week)"
-    status: str
-    ref: str
-    current: bool  # a course with no end date that is stopped or completed is not ongoing
-
-
-@dataclass(frozen=True)
-class TrendChart:
-    svg: str  # the plot: viewBox x from LEFT to WIDTH
-    axis_svg: str  # the left margin, x from 0 to LEFT, the same height and scale
-    estradiol: tuple[ChartPoint, ...]
-    testosterone: tuple[ChartPoint, ...]
-    courses: tuple[CourseBar, ...]
-    band: tuple[float, float] | None
-    band_text: str
-    description: str
-    left_out: tuple[str, ...]
-    ceiling: float | None = None  # the estradiol ceiling line, drawn for a man on testosterone
-
-
-# -- what is drawn ----------------------------------------------------------------------------
-
-
-def _estradiol_status(
-    result: LabResult, intent: Intent | None, on_testosterone: bool, settings: Settings
-) -> tuple[str, str]:
-    if intent in _MODULATION:
-        if result.is_below(settings.estradiol_critical_pg_ml):
-            return "critical", f"below {format_number(settings.estradiol_critical_pg_ml)} pg/mL"
-        if result.is_below(settings.estradiol_floor_pg_ml):
-            return "low", f"below the {format_number(settings.estradiol_floor_pg_ml)} pg/mL floor"
-    if on_testosterone and result.is_above(settings.estradiol_ceiling_pg_ml):
-        return "high", f"above the {format_number(settings.estradiol_ceiling_pg_ml)} pg/mL ceiling"
-    if intent in _MODULATION:
-        low, high = settings.estradiol_target_band_pg_ml
-        if result.is_below(low) is False and result.is_above(high) is False:
-            return "in-band", "in the target band"
-    return "neutral", ""
-
-
-def _points(results: list[LabResult], since: datetime) -> tuple[list[LabResult], int]:
-    """Results with a value since `since`, oldest first, and how many older ones were left off."""
-    usable = [r for r in results if r.value is not None and r.date >= since]
-    older = sum(1 for r in results if r.value is not None and r.date < since)
-    return sorted(usable, key=lambda r: r.date), older
-
-
-def _dose_text(course: MedicationCourse) -> str:
-    weekly = course.dose.weekly_mg
-    if weekly is None:
-        # The core reads doses of aromatase inhibitors only: name the product instead.
-        return course.dose.description or course.name or "dose not read"
-    per_week = f"{format_number(weekly)} mg/week"
-    if course.dose.description and course.dose.description != per_week:
-        return f"{course.dose.description} ({per_week})"
-    return per_week
-
-
-def _bar(course: MedicationCourse, drug: str, now: datetime) -> CourseBar:
-    return CourseBar(
-        drug=drug,
-        name=course.name,
-        start=course.start,
-        end=course.end,
-        weekly_mg=course.dose.weekly_mg,
-        dose_text=_dose_text(course),
-        status=course.status,
-        ref=course.ref,
-        current=course.is_current(now),
-    )
-
-
-def trend_chart(
-    record: PatientRecord, intent: Intent | None, settings: Settings, now: datetime
-) -> TrendChart:
-    """The chart for one patient as of `now`."""
-    since = now - HISTORY_LIMIT
-    testosterone_courses = [c for c in record.courses("testosterone-products") if not c.is_draft]
-    on_testosterone = any(c.is_current(now) for c in testosterone_courses)
-    estradiol_results, older_e2 = _points(record.results("estradiol-serum"), since)
-    testosterone_results, older_t = _points(record.results("testosterone-total"), since)
-
-    estradiol = tuple(
-        ChartPoint(
-            r.date,
-            r.value or 0.0,
-            r.unit,
-            r.comparator,
-            r.shown(),
-            *_estradiol_status(r, intent, on_testosterone, settings),
-            r.ref,
-        )
-        for r in estradiol_results
-    )
-    testosterone = tuple(
-        ChartPoint(r.date, r.value or 0.0, r.unit, r.comparator, r.shown(), "neutral", "", r.ref)
-        for r in testosterone_results
-    )
-    courses = tuple(
-        [_bar(c, "anastrozole", now) for c in record.courses("anastrozole") if not c.is_draft]
-        + [_bar(c, "testosterone", now) for c in testosterone_courses]
-    )
-    left_out = []
-    unreadable = [r for r in record.results("estradiol-serum") if r.value is None]
-    if unreadable:
-        left_out.append(
-            f"{len(unreadable)} estradiol result(s) not drawn: no value the chart can place "
-            f"({', '.join(r.as_sent or 'no value' for r in unreadable[:3])})"
-        )
-    if older_e2 or older_t:
-        left_out.append(f"{older_e2 + older_t} result(s) older than 5 years not drawn")
-
-    band: tuple[float, float] | None = None
-    if intent in _MODULATION:
-        band = settings.estradiol_target_band_pg_ml
-        band_text = (
-            f"Target {format_number(band[0])}–{format_number(band[1])} pg/mL "
-            f"({intent.label if intent else ''}: practice target, not guideline-endorsed)"
-        )
-    elif intent is Intent.ONCOLOGY_SUPPRESSION:
-        band_text = "Oncology suppression: low estradiol is the goal, so no floor is drawn"
-    elif intent is Intent.UNCLEAR:
-        band_text = "Intent unclear: no target band is drawn"
-    else:
-        band_text = "Not on anastrozole: no target band is drawn"
-
-    description = _describe(estradiol, testosterone, courses, band_text)
-    layout = _Layout(
-        now=now,
-        start=_axis_start(estradiol, testosterone, courses, now, since),
-        end=now + timedelta(days=14),
-        has_testosterone=bool(testosterone),
-        lanes=_lanes(courses),
-    )
-    # The ceiling goes with the therapy (as the points' status does), not with T results.
-    ceiling = settings.estradiol_ceiling_pg_ml if on_testosterone else None
-    svg, axis_svg = _render(
-        layout, estradiol, testosterone, courses, band, band_text, settings, description, ceiling
-    )
-    return TrendChart(
-        svg,
-        axis_svg,
-        estradiol,
-        testosterone,
-        courses,
-        band,
-        band_text,
-        description,
-        tuple(left_out),
-        ceiling,
-    )
-
-
-def _describe(
-    estradiol: tuple[ChartPoint, ...],
-    testosterone: tuple[ChartPoint, ...],
-    courses: tuple[CourseBar, ...],
-    band_text: str,
-) -> str:
-    parts = []
-    if estradiol:
-        latest = estradiol[-1]
-        parts.append(
-            f"{len(estradiol)} estradiol result(s) from {_day(estradiol[0].date)} to "
-            f"{_day(latest.date)}; latest {latest.shown} on {_day(latest.date)}"
-            + (f", {latest.status_text}" if latest.status_text else "")
-            + "."
-        )
-    else:
-        parts.append("No estradiol results on record.")
-    parts.append(band_text + ".")
-    if testosterone:
-        latest = testosterone[-1]
-        parts.append(
-            f"{len(testosterone)} testosterone result(s); latest {latest.shown} on {_day(latest.date)}."
-        )
-    for bar in courses:
-        since = f"from {_day(bar.start)}" if bar.start else "start not recorded"
-        until = f" to {_day(bar.end)}" if bar.end else f", {_open_end(bar)}"
-        parts.append(f"{bar.drug.capitalize()} {bar.dose_text}, {since}{until}.")
-    return " ".join(parts)
+Scale = Callable[[float], float]
 
 
 # -- layout -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _Layout:
+class Layout:
     now: datetime
     start: datetime
     end: datetime
@@ -262,7 +61,7 @@ class _Layout:
         return LEFT + max(0.0, min(1.0, offset)) * PLOT_WIDTH
 
 
-def _axis_start(
+def axis_start(
     estradiol: tuple[ChartPoint, ...],
     testosterone: tuple[ChartPoint, ...],
     courses: tuple[CourseBar, ...],
@@ -277,7 +76,7 @@ def _axis_start(
     return min(first - timedelta(days=30), now - timedelta(days=90))
 
 
-def _lanes(courses: tuple[CourseBar, ...]) -> dict[str, list[list[CourseBar]]]:
+def lanes(courses: tuple[CourseBar, ...]) -> dict[str, list[list[CourseBar]]]:
     lanes: dict[str, list[list[CourseBar]]] = {}
     for drug in ("anastrozole", "testosterone"):
         rows: list[list[CourseBar]] = []
@@ -309,7 +108,7 @@ def _nice_step(top: float, ticks: int = 5) -> float:
 
 
 def _time_ticks(start: datetime, end: datetime) -> list[tuple[datetime, str]]:
-    months = max(1, round((end - start).days / 30.4))
+    months = max(1, round((end - start).days / DAYS_PER_MONTH))
     every = next(step for step in (1, 2, 3, 6, 12, 24) if months / step <= 10)
     ticks = []
     year, month = start.year, start.month + 1
@@ -328,15 +127,6 @@ def _time_ticks(start: datetime, end: datetime) -> list[tuple[datetime, str]]:
     return ticks
 
 
-def _open_end(bar: CourseBar) -> str:
-    """How a course without an end date ends: ongoing only while it is current."""
-    return "ongoing" if bar.current else f"{bar.status}, end date not recorded"
-
-
-def _day(moment: datetime | None) -> str:
-    return moment.date().isoformat() if moment else ""
-
-
 def _f(value: float) -> str:
     return f"{value:.1f}"
 
@@ -344,8 +134,8 @@ def _f(value: float) -> str:
 # -- SVG ----------------------------------------------------------------------------------------
 
 
-def _render(
-    layout: _Layout,
+def render(
+    layout: Layout,
     estradiol: tuple[ChartPoint, ...],
     testosterone: tuple[ChartPoint, ...],
     courses: tuple[CourseBar, ...],
@@ -373,7 +163,7 @@ def _render(
     out.append(
         f'<svg xmlns="http://www.w3.org/2000/svg" class="trend-chart" role="img" '
         f'viewBox="{LEFT} 0 {WIDTH - LEFT} {_f(height)}" aria-labelledby="trend-title trend-desc" '
-        f'data-start="{_day(layout.start)}" data-end="{_day(layout.end)}">'
+        f'data-start="{day_text(layout.start)}" data-end="{day_text(layout.end)}">'
     )
     out.append('<title id="trend-title">Estradiol over time, with anastrozole courses</title>')
     out.append(f'<desc id="trend-desc">{escape(description)}</desc>')
@@ -471,7 +261,7 @@ def _scale_top(values: list[float], minimum: float) -> tuple[float, float]:
 
 
 def _estradiol_panel(
-    layout: _Layout,
+    layout: Layout,
     points: tuple[ChartPoint, ...],
     band: tuple[float, float] | None,
     band_text: str,
@@ -530,7 +320,7 @@ def _estradiol_panel(
 
 
 def _testosterone_panel(
-    layout: _Layout, points: tuple[ChartPoint, ...], top: float, axis: list[str]
+    layout: Layout, points: tuple[ChartPoint, ...], top: float, axis: list[str]
 ) -> list[str]:
     top_value, _ = _scale_top([p.value for p in points], 100.0)
     step = _nice_step(top_value, 3)
@@ -545,7 +335,7 @@ def _testosterone_panel(
     return out
 
 
-def _series(layout: _Layout, points: tuple[ChartPoint, ...], y: Scale, series: str) -> list[str]:
+def _series(layout: Layout, points: tuple[ChartPoint, ...], y: Scale, series: str) -> list[str]:
     out: list[str] = []
     if len(points) > 1:
         coords = " ".join(f"{_f(layout.x(p.date))},{_f(y(p.value))}" for p in points)
@@ -554,14 +344,14 @@ def _series(layout: _Layout, points: tuple[ChartPoint, ...], y: Scale, series: s
     for index, point in enumerate(points):
         cx, cy = layout.x(point.date), y(point.value)
         hollow = " point-bound" if point.comparator else ""
-        words = f"{point.shown} on {_day(point.date)}" + (
+        words = f"{point.shown} on {day_text(point.date)}" + (
             f", {point.status_text}" if point.status_text else ""
         )
         comparator = f' data-comparator="{escape(point.comparator)}"' if point.comparator else ""
         out.append(
             f'<circle class="point point-{series} point-{point.status}{hollow}" '
             f'cx="{_f(cx)}" cy="{_f(cy)}" r="5.5" data-series="{series}" '
-            f'data-value="{format_number(point.value)}" data-date="{_day(point.date)}" '
+            f'data-value="{format_number(point.value)}" data-date="{day_text(point.date)}" '
             f'data-unit="{escape(point.unit)}" data-status="{point.status}"{comparator} '
             f'data-ref="{escape(point.ref)}"><title>{escape(words)}</title></circle>'
         )
@@ -574,7 +364,7 @@ def _series(layout: _Layout, points: tuple[ChartPoint, ...], y: Scale, series: s
     return out
 
 
-def _lanes_svg(layout: _Layout, top: float, axis: list[str]) -> list[str]:
+def _lanes_svg(layout: Layout, top: float, axis: list[str]) -> list[str]:
     """The course bars in the plot; each lane's name in the left margin, `axis`."""
     out = ['<g class="courses">']
     row_y = top
@@ -598,16 +388,16 @@ def _lanes_svg(layout: _Layout, top: float, axis: list[str]) -> list[str]:
     return out
 
 
-def _bar_svg(layout: _Layout, bar: CourseBar, y: float) -> str:
+def _bar_svg(layout: Layout, bar: CourseBar, y: float) -> str:
     start = bar.start or layout.start
     end = bar.end or layout.now
     x1, x2 = layout.x(max(start, layout.start)), layout.x(min(end, layout.end))
     width = max(3.0, x2 - x1)
     clipped = bar.start is None or bar.start < layout.start
-    since = f"since {_day(bar.start)}" if bar.start else "start not recorded"
-    until = f"until {_day(bar.end)}" if bar.end else _open_end(bar)
+    since = f"since {day_text(bar.start)}" if bar.start else "start not recorded"
+    until = f"until {day_text(bar.end)}" if bar.end else bar.open_end()
     words = f"{bar.name}: {bar.dose_text}, {since}, {until} ({bar.status})"
-    label = bar.dose_text + (f" · since {_day(bar.start)}" if clipped and bar.start else "")
+    label = bar.dose_text + (f" · since {day_text(bar.start)}" if clipped and bar.start else "")
     if bar.end is None and not bar.current:
         label += f" · {bar.status}, end not recorded"
     inside = width > 7.2 * len(label) + 16
@@ -622,7 +412,7 @@ def _bar_svg(layout: _Layout, bar: CourseBar, y: float) -> str:
     return (
         f'<g class="course course-{bar.drug} course-{escape(bar.status)}">'
         f'<rect x="{_f(x1)}" y="{_f(y)}" width="{_f(width)}" height="{LANE_HEIGHT}" rx="4" '
-        f'data-drug="{bar.drug}" data-start="{_day(bar.start)}" data-end="{_day(bar.end)}"'
+        f'data-drug="{bar.drug}" data-start="{day_text(bar.start)}" data-end="{day_text(bar.end)}"'
         f'{weekly} data-ref="{escape(bar.ref)}"><title>{escape(words)}</title></rect>'
         f'<text class="course-label{" course-label-inside" if inside else ""}" x="{_f(label_x)}" '
         f'y="{_f(y + 17.5)}" text-anchor="{anchor}" aria-hidden="true">{escape(label)}</text></g>'

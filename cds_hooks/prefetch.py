@@ -20,8 +20,9 @@ from typing import Any
 
 from cds_hooks.auth import Caller
 from cds_hooks.models import HookRequest, RequestProblem
-from cds_hooks.services import ALL_RULES, PrefetchTemplate
-from clinical.record import local_reference, with_entry_id
+from cds_hooks.services import PrefetchTemplate
+from clinical.reader import local_reference, with_entry_id
+from clinical.rules import CORE_INPUTS, Input, rules_reading
 from ehr.client import FhirClient, QueryResult, reports_an_error
 
 log = logging.getLogger(__name__)
@@ -40,13 +41,17 @@ class PreconditionFailed(Exception):
 
 @dataclass(frozen=True, slots=True)
 class DataGap:
-    """A slice of the chart that could not be had, and the rules that read it."""
+    """A slice of the chart that could not be had, and what it would have held."""
 
     key: str
     label: str
     reason: str
-    feeds: frozenset[str]
+    provides: frozenset[Input]
     fault: str  # the failed query's Fault class (ehr/client.py), or "no_data"
+
+    @property
+    def is_core(self) -> bool:
+        return bool(self.provides & CORE_INPUTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +64,7 @@ class Chart:
 
     def withheld(self, rule_id: str) -> bool:
         """True when a rule's data is incomplete, so its finding cannot be trusted."""
-        return any(gap.feeds == ALL_RULES or rule_id in gap.feeds for gap in self.gaps)
+        return any(rule_id in rules_reading(gap.provides) for gap in self.gaps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +129,9 @@ def gather_chart(
             sources[template.key] = "failed"
             if template.required:
                 gaps.append(
-                    DataGap(template.key, template.label, problem, template.feeds, "bad_response")
+                    DataGap(
+                        template.key, template.label, problem, template.provides, "bad_response"
+                    )
                 )
         elif template.key in prefetch:
             sources[template.key] = "null"  # the client had no data for it
@@ -155,11 +162,11 @@ def gather_chart(
                         key,
                         template.label,
                         _reason(result),
-                        template.feeds,
+                        template.provides,
                         result.fault or "no_data",
                     )
                 )
-    core = [gap for gap in gaps if gap.feeds == ALL_RULES]
+    core = [gap for gap in gaps if gap.is_core]
     if core:  # no rule can be trusted without the patient, medications and conditions
         raise PreconditionFailed(
             "could not read the data every check needs: "

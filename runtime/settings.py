@@ -5,7 +5,8 @@ lists and tables are JSON (`ANASTROZOLE_CDS_ISSUERS='[{"iss": ...}]'`), and a ta
 can also be set one by one with `__` (`ANASTROZOLE_CDS_CLINICAL__DEXA_INTERVAL=365`,
 `ANASTROZOLE_CDS_CLINICAL__DISABLED_RULES='["dexa-due"]'`).
 The TOML file is `--config PATH` or `ANASTROZOLE_CDS_CONFIG`; its `[smart]` table holds the
-SMART app's settings (smartapp/config.py). Every setting is described in docs/cds-hooks.md.
+SMART app's settings, which that face reads and checks (smartapp/config.py). Every setting is
+described in docs/cds-hooks.md.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import difflib
 import json
 import os
 import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +32,6 @@ from pydantic_settings import (
 
 from clinical.rules import RULE_IDS
 from clinical.settings import Settings as ClinicalSettings
-from smartapp.config import SmartSettings, load_smart_settings
 
 ENV_PREFIX = "ANASTROZOLE_CDS_"
 CONFIG_ENV = f"{ENV_PREFIX}CONFIG"
@@ -128,7 +129,8 @@ class ProductSettings(BaseSettings):
 
     # Thresholds and switched-off rules: keys of clinical.settings.Settings, durations in days.
     clinical: dict[str, Any] = Field(default_factory=dict)
-    # The SMART app's settings from the TOML file; its ANASTROZOLE_CDS_SMART_* variables win.
+    # The SMART app's settings from the TOML file, as written: the SMART app reads and checks
+    # them (its ANASTROZOLE_CDS_SMART_* variables win).
     smart: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("public_base_url", "smart_launch_url")
@@ -154,7 +156,6 @@ class ProductSettings(BaseSettings):
         if len(names) != len(set(names)):
             raise ValueError("an issuer is listed twice")
         self.clinical_settings()  # unknown or malformed clinical keys fail at start-up
-        self.smart_settings()
         return self
 
     @classmethod
@@ -196,10 +197,6 @@ class ProductSettings(BaseSettings):
             except (ValueError, TypeError) as error:
                 raise SettingError(name, f"cannot use {value!r}: {error}") from None
         return settings
-
-    def smart_settings(self) -> SmartSettings:
-        """The SMART app's settings: its environment variables, then the `[smart]` table."""
-        return load_smart_settings(self.smart)
 
     def check_issuer_key_files(self) -> None:
         """Raise ConfigError when an issuer's jwks_file is missing or not a JWKS: every call of
@@ -299,9 +296,16 @@ def served_at(settings: ProductSettings, host: str, port: int) -> ProductSetting
     return settings.model_copy(update={"public_base_url": f"http://{netloc}:{port}"})
 
 
-def load_settings(config_file: Path | str | None = None, **overrides: Any) -> ProductSettings:
+def read_settings(
+    config_file: Path | str | None = None,
+    *,
+    face_tables: Mapping[str, Iterable[str]] | None = None,
+    **overrides: Any,
+) -> ProductSettings:
     """Settings from defaults, the TOML file (argument or ANASTROZOLE_CDS_CONFIG) and the
-    environment; keyword overrides win over everything (tests use them)."""
+    environment; keyword overrides win over everything (tests use them). `face_tables`: the
+    tables a face reads itself (`smart`) and their keys, so that a key of one written at the
+    top level is named as belonging there. The faces check their own tables."""
     path = config_file or os.environ.get(CONFIG_ENV)
     toml_path = Path(path) if path else None
     try:
@@ -321,10 +325,12 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Pr
     except ValueError as error:  # pydantic's ValidationError is a ValueError
         if isinstance(error, ConfigError):
             raise
-        raise ConfigError(_describe(error, toml_path)) from None
+        raise ConfigError(_describe(error, toml_path, face_tables or {})) from None
 
 
-def _describe(error: ValueError, toml_path: Path | None) -> str:
+def _describe(
+    error: ValueError, toml_path: Path | None, face_tables: Mapping[str, Iterable[str]]
+) -> str:
     """One clause per wrong setting: its name, where it was set, and what is wrong."""
     errors = getattr(error, "errors", None)
     if not callable(errors):
@@ -341,7 +347,7 @@ def _describe(error: ValueError, toml_path: Path | None) -> str:
             lines.append(str(cause) if cause else item["msg"])
             continue
         if item["type"] == "extra_forbidden":
-            problem = _unknown_setting(location)
+            problem = _unknown_setting(location, face_tables)
         lines.append(f"{name}{_set_in(name, toml_path)}: {problem}")
     return "invalid configuration: " + "; ".join(lines)
 
@@ -359,13 +365,14 @@ def _set_in(name: str, toml_path: Path | None) -> str:
     return f" (in {toml_path})" if toml_path else ""
 
 
-def _unknown_setting(location: list[str]) -> str:
+def _unknown_setting(location: list[str], face_tables: Mapping[str, Iterable[str]]) -> str:
     key = location[-1]
     if len(location) == 1:
         if key in {f.name for f in fields(ClinicalSettings)}:
             return "unknown setting: it belongs in the [clinical] table"
-        if key in SmartSettings.model_fields:
-            return "unknown setting: it belongs in the [smart] table"
+        for table, keys in face_tables.items():
+            if key in keys:
+                return f"unknown setting: it belongs in the [{table}] table"
         known = list(ProductSettings.model_fields)
     else:
         known = list(IssuerConfig.model_fields) if location[0] == "issuers" else []

@@ -1,0 +1,121 @@
+"""The production server: the app under gunicorn, with what start-up checks once, before any
+worker starts (settings, key files, the database), so that a mistake is one line, not a
+traceback from every worker."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from typing import Any
+
+from flask import Flask
+
+from anastrozole_cds.app import create_app
+from anastrozole_cds.settings import check_faces
+from runtime import metrics
+from runtime.logs import configure_logging
+from runtime.settings import ConfigError, ProductSettings, served_at
+from runtime.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def create_worker_app(settings: ProductSettings | None = None) -> Flask:
+    """The app for one server worker, with what start-up built moved out of the GC's sight.
+
+    Imports and the app (fhir.resources' and pydantic's models, value sets, routes) leave a few
+    hundred thousand long-lived objects; every full collection would walk them all again, which
+    measured as pauses of 50-70 ms in one call out of a hundred. `gc.freeze()` keeps them in
+    a generation the collector does not scan (Python docs, gc.freeze)."""
+    app = create_app(settings)
+    gc.collect()
+    gc.freeze()
+    return app
+
+
+def serve(
+    settings: ProductSettings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    workers: int = 2,
+    threads: int = 4,
+    timeout: int = 30,
+) -> None:
+    """Run the app under gunicorn (gthread workers); blocks until stopped. ConfigError, with
+    one line naming the setting, when the app could not start with these settings: checked
+    here, once, rather than as a traceback from every worker."""
+    from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+
+    configure_logging(settings.log_level)
+    if not settings.public_base_url:
+        settings = served_at(settings, host, port)
+        if settings.public_base_url:
+            log.warning(
+                "public_base_url is not set: taken as %s, the address served on; set it to the "
+                "URL EHRs use (JWT aud is checked against it)",
+                settings.public_base_url,
+            )
+    settings.check_audience_base()  # before the workers start, so the CLI says why
+    settings.check_issuer_key_files()
+    check_faces(settings, key_files=True)
+    _create_schema(settings)  # once, before the workers
+    if settings.metrics_enabled:
+        folder = settings.instance_path.resolve() / "prometheus-metrics"
+        try:
+            metrics.share_between_workers(folder)
+        except metrics.MetricsFolderInUse:
+            raise ConfigError(
+                f"instance_path {settings.instance_path.resolve()} is in use by another running "
+                "anastrozole-cds serve (its /metrics counts there): give this server its own "
+                "instance_path (ANASTROZOLE_CDS_INSTANCE_PATH)"
+            ) from None
+
+    options = {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        "timeout": timeout,
+        "graceful_timeout": 10,
+        "accesslog": "-",
+        "errorlog": "-",
+        "loglevel": settings.log_level.lower(),
+        "proc_name": "anastrozole-cds",
+        "preload_app": False,  # each worker opens its own database connections
+        "child_exit": _worker_exited,
+    }
+
+    class _Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+            # gunicorn >= 25.1 opens a control socket at one path per user: instances would clash
+            if "control_socket_disable" in self.cfg.settings:
+                self.cfg.set("control_socket_disable", True)
+
+        def load(self) -> Flask:
+            return create_worker_app(settings)
+
+    _Server().run()
+
+
+def _create_schema(settings: ProductSettings) -> None:
+    """Create the database's tables; ConfigError naming store_url (password hidden) when the
+    database cannot be reached."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        Store(settings.store_location()).dispose()
+    except (SQLAlchemyError, ImportError) as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        try:
+            shown = make_url(settings.store_location()).render_as_string(hide_password=True)
+        except SQLAlchemyError:
+            shown = "(not a database URL)"
+        raise ConfigError(f"store_url: cannot use the database at {shown}: {reason}") from None
+
+
+def _worker_exited(_server: Any, worker: Any) -> None:
+    metrics.worker_exited(worker.pid)
