@@ -1,7 +1,15 @@
 """The clinical core: FHIR R4 JSON -> PatientRecord -> findings. Pure: no I/O, no clock."""
 
 from clinical.evaluate import evaluate, evaluate_json, evaluate_record
-from clinical.finding import Coding, Finding, Intent, Severity, SuggestedOrder
+from clinical.finding import (
+    Coding,
+    Finding,
+    Intent,
+    OrderAction,
+    ProposedDose,
+    Severity,
+    SuggestedOrder,
+)
 from clinical.reader import build_record
 from clinical.record import PatientRecord
 from clinical.settings import DEFAULT_SETTINGS, SOURCES, Settings
@@ -12,7 +20,9 @@ __all__ = [
     "Coding",
     "Finding",
     "Intent",
+    "OrderAction",
     "PatientRecord",
+    "ProposedDose",
     "Settings",
     "Severity",
     "SuggestedOrder",

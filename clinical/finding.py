@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Literal
 
 
 class Severity(StrEnum):
@@ -59,6 +60,30 @@ class SuggestedOrder:
 
 
 @dataclass(frozen=True, slots=True)
+class ProposedDose:
+    """A dose a finding proposes for a draft order, in FHIR Timing terms: `amount_mg` taken
+    `frequency` times every `period` `period_unit` (UCUM: d, wk)."""
+
+    amount_mg: float
+    frequency: int
+    period: float
+    period_unit: Literal["d", "wk"]
+    text: str  # "1 mg once daily", as the clinician reads it
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAction:
+    """A change to a draft order of the hook call that the finding proposes: an order hook's
+    card offers it as a suggestion (update the draft's dose, or delete the draft)."""
+
+    kind: Literal["update", "delete"]
+    target: str  # the draft order, "MedicationRequest/draft-1"
+    label: str  # the suggestion as the clinician reads it: "Change to 1 mg once daily"
+    dose: ProposedDose | None = None  # update: the new dose
+    recommended: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Finding:
     rule_id: str
     severity: Severity
@@ -69,6 +94,7 @@ class Finding:
     suggested_orders: tuple[SuggestedOrder, ...] = ()
     intent: Intent | None = None
     data_gaps: tuple[str, ...] = field(default=())  # data left out and why, said to the clinician
+    order_actions: tuple[OrderAction, ...] = ()  # changes to draft orders it proposes
 
     def __post_init__(self) -> None:
         if len(self.summary) > 140:

@@ -45,6 +45,8 @@ SOURCES: dict[str, str] = {
     "this dose risks over-suppression (TRT practice: 0.25-0.5 mg twice weekly; Leder 2004 JCEM "
     "89:1174 compared 1 mg daily with 1 mg twice weekly in older men)",
     "max_weekly_dose_mg": "Arimidex PI 2.1: 1 mg once daily is the labelled dose; no benefit above it",
+    "trt_proposed_dose_mg": "TRT practice: 0.25-0.5 mg twice weekly, titrated to estradiol (half a "
+    "1 mg tablet, the only strength, is 0.5 mg); the dose an order hook proposes for a draft",
     "tamoxifen_switch_days": "Site policy: a switch, not a combination, when one ends within 30 "
     "days of the other's start (switching trials switch without overlap: IES, Coombes 2004 NEJM "
     "350:1081)",
@@ -83,6 +85,7 @@ class Settings:
     postmenopausal_age: int = 60
     oncology_weekly_dose_mg: float = 7.0
     max_weekly_dose_mg: float = 7.0
+    trt_proposed_dose_mg: float = 0.5  # twice weekly
     tamoxifen_switch_days: int = 30
     disabled_rules: frozenset[str] = field(default_factory=frozenset)
 

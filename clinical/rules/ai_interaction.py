@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from clinical.finding import Finding, Intent, Severity
+from clinical.finding import Finding, Intent, OrderAction, Severity
 from clinical.intent import infer_intent
 from clinical.record import MedicationCourse, PatientRecord
 from clinical.rules.common import day, detail, fit
@@ -97,6 +97,14 @@ def ai_interaction(record: PatientRecord, settings: Settings, now: datetime) -> 
             source=SOURCE,
             evidence=tuple(c.ref for c in involved),
             intent=assessment.intent if assessment else None,
+            # a tamoxifen or estrogen draft next to anastrozole: offer to take the draft back
+            order_actions=tuple(
+                OrderAction(
+                    "delete", c.ref, f"Remove the draft order of {c.name}", recommended=True
+                )
+                for c in (*tamoxifen, *estrogen)
+                if c.is_draft
+            ),
         )
     ]
 

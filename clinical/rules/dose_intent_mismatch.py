@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from clinical.finding import Finding, Intent, Severity
+from clinical.finding import Finding, Intent, OrderAction, ProposedDose, Severity
 from clinical.intent import infer_intent
 from clinical.record import PatientRecord
 from clinical.rules.common import detail, fit
@@ -28,6 +28,7 @@ def dose_intent_mismatch(record: PatientRecord, settings: Settings, now: datetim
     sex = record.sex.value
     per_week = f"{weekly:g} mg/week " if weekly is not None else ""
     problems: list[tuple[str, str]] = []  # (summary, detail line)
+    proposed: ProposedDose | None = None  # the intent's dose, offered on a draft order
     # TRT and fertility are off-label uses in men: in a woman the indication is what to check
     # first, and the male TRT dose range (0.25-0.5 mg twice weekly) is not hers to be held to.
     female_modulation = sex == "female" and intent in (Intent.TRT_MODULATION, Intent.FERTILITY)
@@ -43,6 +44,7 @@ def dose_intent_mismatch(record: PatientRecord, settings: Settings, now: datetim
     if weekly is not None:
         dose = f"{course.dose.description} ({weekly:g} mg/week)"
         if weekly > settings.max_weekly_dose_mg + _EPSILON:  # any intent, any sex: first
+            proposed = _intent_dose(intent, settings)
             problems.insert(
                 0,
                 (
@@ -56,6 +58,7 @@ def dose_intent_mismatch(record: PatientRecord, settings: Settings, now: datetim
             and not female_modulation
             and weekly >= settings.oncology_weekly_dose_mg - _EPSILON
         ):
+            proposed = _intent_dose(intent, settings)
             problems.append(
                 (
                     f"Anastrozole {weekly:g} mg/week in TRT modulation: oncology dose, "
@@ -68,6 +71,7 @@ def dose_intent_mismatch(record: PatientRecord, settings: Settings, now: datetim
             intent is Intent.ONCOLOGY_SUPPRESSION
             and weekly < settings.oncology_weekly_dose_mg - _EPSILON
         ):
+            proposed = _intent_dose(intent, settings)
             problems.append(
                 (
                     f"Anastrozole {weekly:g} mg/week for breast cancer: below the labelled "
@@ -94,6 +98,13 @@ def dose_intent_mismatch(record: PatientRecord, settings: Settings, now: datetim
     if not problems:
         return []
     lines = [f"Intent: {intent.label} ({assessment.explanation})", *(p[1] for p in problems)]
+    actions: tuple[OrderAction, ...] = ()
+    if proposed is not None and course.is_draft and not female_modulation:
+        actions = (
+            OrderAction(
+                "update", course.ref, f"Change to {proposed.text}", proposed, recommended=True
+            ),
+        )
     return [
         Finding(
             rule_id=RULE_ID,
@@ -103,8 +114,22 @@ def dose_intent_mismatch(record: PatientRecord, settings: Settings, now: datetim
             source=SOURCE,
             evidence=(course.ref,),
             intent=intent,
+            order_actions=actions,
         )
     ]
+
+
+def _intent_dose(intent: Intent, settings: Settings) -> ProposedDose | None:
+    """The dose of the intent, to offer in place of a draft's: the labelled 1 mg once daily for
+    oncology (Arimidex PI 2.1), the TRT practice dose twice weekly; none for fertility, whose
+    reported schedules vary too widely to pick one."""
+    if intent is Intent.ONCOLOGY_SUPPRESSION:
+        mg = settings.oncology_weekly_dose_mg / 7
+        return ProposedDose(mg, 1, 1, "d", f"{mg:g} mg once daily")
+    if intent is Intent.TRT_MODULATION:
+        mg = settings.trt_proposed_dose_mg
+        return ProposedDose(mg, 2, 1, "wk", f"{mg:g} mg twice weekly")
+    return None
 
 
 RULE = Rule(

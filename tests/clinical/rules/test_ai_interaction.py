@@ -141,3 +141,17 @@ def test_a_vaginal_estrogen_known_only_by_its_brand_is_an_estrogen(product: str)
     estradiol raised serum estradiol in women on an AI (Kendall 2006, Ann Oncol)."""
     ring = drug(by_name(product), "ring", start=ago(30))
     assert "ring" in " ".join(fires(ai_interaction, oncology_woman(ring)).evidence)
+
+
+def test_a_tamoxifen_draft_beside_anastrozole_is_offered_for_removal() -> None:
+    finding = fires(ai_interaction, oncology_woman(tamoxifen(status="draft")))
+    (action,) = finding.order_actions
+    assert (action.kind, action.target, action.recommended) == (
+        "delete",
+        "MedicationRequest/tamoxifen",
+        True,
+    )
+
+
+def test_a_running_tamoxifen_is_not_offered_for_removal_by_an_order_hook() -> None:
+    assert fires(ai_interaction, oncology_woman(tamoxifen())).order_actions == ()

@@ -185,3 +185,35 @@ def test_a_three_month_leuprolide_depot_given_two_months_ago_is_current() -> Non
     assert run(dose_intent_mismatch, man_with_breast_cancer(given)) == []
     given["authoredOn"] = ago(100)  # past its 3 months: no longer suppressing
     assert run(dose_intent_mismatch, man_with_breast_cancer(given)) != []
+
+
+# -- what an order hook can offer on the draft ------------------------------------------------------
+
+
+def test_a_draft_under_the_oncology_dose_is_offered_the_labelled_1_mg_once_daily() -> None:
+    draft = anastrozole(rid="ana-draft", status="draft", **HALF_TWICE_WEEKLY)
+    finding = fires(dose_intent_mismatch, oncology_woman(ana=draft))
+    (action,) = finding.order_actions
+    assert (action.kind, action.target, action.recommended) == (
+        "update",
+        "MedicationRequest/ana-draft",
+        True,
+    )
+    assert action.dose is not None
+    assert (action.dose.amount_mg, action.dose.frequency, action.dose.period_unit) == (1, 1, "d")
+    assert action.label == "Change to 1 mg once daily"
+
+
+def test_a_trt_draft_at_the_oncology_dose_is_offered_the_trt_dose_twice_weekly() -> None:
+    draft = anastrozole(rid="ana-draft", status="draft", **ONE_DAILY)
+    finding = fires(dose_intent_mismatch, trt_man(ana=draft))
+    (action,) = finding.order_actions
+    assert action.dose is not None
+    dose = action.dose
+    assert (dose.amount_mg, dose.frequency, dose.period, dose.period_unit) == (0.5, 2, 1, "wk")
+    assert action.label == "Change to 0.5 mg twice weekly"
+
+
+def test_a_running_order_is_never_offered_a_change_only_a_draft_is() -> None:
+    finding = fires(dose_intent_mismatch, trt_man(ana=anastrozole(**ONE_DAILY)))
+    assert finding.order_actions == ()
