@@ -17,7 +17,7 @@ from urllib.parse import quote
 from clinical.record import LAB_VALUESETS
 from clinical.valuesets import load as load_valuesets
 from ehr.client import FhirClient, Outcome
-from smartapp.oauth import scope_covers
+from ehr.scopes import scope_covers
 
 
 @dataclass(frozen=True)
