@@ -31,8 +31,8 @@ from pydantic_settings import (
 )
 
 from clinical.rules import RULE_IDS
-from ehr.urls import canonical_base_url
 from clinical.settings import Settings as ClinicalSettings
+from ehr.urls import canonical_base_url
 
 ENV_PREFIX = "ANASTROZOLE_CDS_"
 CONFIG_ENV = f"{ENV_PREFIX}CONFIG"

@@ -53,6 +53,7 @@ def sandbox_practitioner() -> Resource:
         "name": [{"use": "official", "family": "Sandbox", "given": ["Sam"], "prefix": ["Dr"]}],
     }
 
+
 # Keys whose string values are FHIR date, dateTime or instant values in the resources we ship.
 _DATE_KEYS = frozenset(
     {
