@@ -302,7 +302,7 @@ _IDS_PER_SEARCH = 50
 
 
 @dataclass(frozen=True, slots=True)
-class _DrugReference:
+class DrugReference:
     """A `medicationReference` the data does not hold."""
 
     reference: str  # as written
@@ -310,7 +310,7 @@ class _DrugReference:
     named: bool  # it has a display: the reader reads the drug by that name, as a text order
 
 
-def unresolved_drugs(resources: Iterable[dict[str, Any]]) -> list[_DrugReference]:
+def unresolved_drugs(resources: Iterable[dict[str, Any]]) -> list[DrugReference]:
     """The Medications that orders name by reference and the data does not hold: not
     contained in the order, not among the resources (by id, or by a `urn:uuid` fullUrl)."""
     resources = list(resources)
@@ -319,7 +319,7 @@ def unresolved_drugs(resources: Iterable[dict[str, Any]]) -> list[_DrugReference
         for r in resources
         if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)
     }
-    found: dict[str, _DrugReference] = {}
+    found: dict[str, DrugReference] = {}
     for order in resources:
         if order.get("resourceType") not in _ORDER_TYPES or "medicationCodeableConcept" in order:
             continue
@@ -338,12 +338,12 @@ def unresolved_drugs(resources: Iterable[dict[str, Any]]) -> list[_DrugReference
                 isinstance(c, dict) and f"#{c.get('id')}" == target
                 for c in order.get("contained") or ()
             ):
-                found.setdefault(target, _DrugReference(target, "", named))
+                found.setdefault(target, DrugReference(target, "", named))
             continue
         local = local_reference(target, "Medication")
         if local not in held:
             previous = found.get(local)
-            found[local] = _DrugReference(target, local, named or bool(previous and previous.named))
+            found[local] = DrugReference(target, local, named or bool(previous and previous.named))
     return list(found.values())
 
 
@@ -386,7 +386,7 @@ def _resolve_medications(
     )
 
 
-def _on_server(drug: _DrugReference, access: FhirAccess) -> bool:
+def _on_server(drug: DrugReference, access: FhirAccess) -> bool:
     """A relative reference is on the FHIR server; an absolute one only below its base."""
     if "://" not in drug.reference:
         return not drug.reference.startswith("urn:")
@@ -394,7 +394,7 @@ def _on_server(drug: _DrugReference, access: FhirAccess) -> bool:
 
 
 def _read_medications(
-    drugs: Sequence[_DrugReference],
+    drugs: Sequence[DrugReference],
     access: FhirAccess,
     client_factory: ClientFactory,
     deadline: Deadline,
