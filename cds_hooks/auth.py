@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import requests
@@ -33,6 +32,7 @@ from joserfc.errors import (
 )
 from joserfc.jwk import KeySet
 
+from ehr.urls import canonical_base_url
 from runtime.settings import IssuerConfig, ProductSettings, normalise_base_url
 from runtime.store import Store, StoreError
 
@@ -88,16 +88,18 @@ class Caller:
     tenant: str | None = None
 
     def may_use_fhir_server(self, url: str) -> bool:
-        return _comparable_url(url) in {_comparable_url(server) for server in self.fhir_servers}
+        return self.registered_fhir_server(url) is not None
 
-
-def _comparable_url(url: str) -> str:
-    """A base URL as compared: scheme and host without case (RFC 3986, 6.2.2.1), the port and
-    path exactly, no trailing slash."""
-    parts = urlsplit(normalise_base_url(url))
-    userinfo, at, host_and_port = parts.netloc.rpartition("@")
-    netloc = f"{userinfo}{at}{host_and_port.lower()}"
-    return urlunsplit((parts.scheme.lower(), netloc, parts.path, parts.query, parts.fragment))
+    def registered_fhir_server(self, url: str) -> str | None:
+        """The FHIR base URL this caller registered that `url` names, normalised: the one the
+        token may be sent to (never the request's own text: `https://ehr/fhir ` is
+        `https://ehr/fhir`). Compared as URLs are: scheme and host without case (RFC 3986,
+        6.2.2.1), the port and path exactly, no trailing slash or surrounding space."""
+        wanted = canonical_base_url(url)
+        for server in self.fhir_servers:
+            if canonical_base_url(server) == wanted:
+                return wanted
+        return None
 
 
 @dataclass

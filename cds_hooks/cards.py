@@ -1,8 +1,11 @@
-"""Finding -> CDS Hooks 2.0 card, with suggestions that create real orders.
+"""Finding -> CDS Hooks 2.0 card, with suggestions that create real orders or change the
+draft order being signed.
 
 Every suggested order is a FHIR R4 ServiceRequest built here and validated with
 fhir.resources before it leaves; a resource that does not validate is left out of the card
-(and logged) rather than sent.
+(and logged) rather than sent. In order-select and order-sign, a finding's `order_actions`
+become suggestions on the drafts of the call: `update` (the draft MedicationRequest, whole,
+with the proposed dose, validated the same way) or `delete` (by `resourceId`).
 """
 
 from __future__ import annotations
@@ -10,22 +13,25 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 import orjson
+from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import ValidationError
 
 from cds_hooks.codes import DATA_INCOMPLETE_TOPIC, RULES_SYSTEM, override_reason_coding
-from clinical.finding import Coding, Finding, SuggestedOrder
+from clinical.finding import Coding, Finding, OrderAction, ProposedDose, SuggestedOrder
 from clinical.rules import RULES
 from clinical.valuesets import SNOMED
 
 log = logging.getLogger(__name__)
+
+UCUM = "http://unitsofmeasure.org"
 
 SUMMARY_LIMIT = 140  # CDS Hooks 2.0: "<140-character summary"
 
@@ -48,6 +54,9 @@ class CardContext:
     user_reference: str | None = None  # context.userId, e.g. "Practitioner/123"
     encounter_id: str | None = None
     suggestion_intent: str = "order"  # "order" or "proposal"
+    # order-select and order-sign: the draft orders of the call, by "Type/id"; the only
+    # resources a card may offer to change
+    drafts: Mapping[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def launch_url(self) -> str:
@@ -75,6 +84,9 @@ def card_for(finding: Finding, ctx: CardContext) -> dict[str, Any]:
         },
     }
     suggestions = [
+        s for action in finding.order_actions if (s := order_action_suggestion(action, ctx))
+    ]
+    suggestions += [
         s for order in finding.suggested_orders if (s := _suggestion(order, finding, ctx))
     ]
     if suggestions:
@@ -163,6 +175,95 @@ def _suggestion(order: SuggestedOrder, finding: Finding, ctx: CardContext) -> di
             }
         ],
     }
+
+
+def order_action_suggestion(action: OrderAction, ctx: CardContext) -> dict[str, Any] | None:
+    """A suggestion that changes a draft order of this call (CDS Hooks 2.0 Action), or None
+    when the draft is not in the call or the changed order would not be valid FHIR R4."""
+    draft = ctx.drafts.get(action.target)
+    if draft is None:
+        return None
+    if action.kind == "delete":
+        change: dict[str, Any] = {
+            "type": "delete",
+            "description": f"{action.label} ({action.target})",
+            "resourceId": [action.target],  # CDS Hooks 2.0: relative references
+        }
+    else:
+        updated = draft_with_dose(draft, action.dose) if action.dose else None
+        if updated is None:
+            return None
+        change = {"type": "update", "description": action.label, "resource": updated}
+    suggestion: dict[str, Any] = {
+        "label": action.label,
+        "uuid": str(uuid.uuid4()),
+        "actions": [change],
+    }
+    if action.recommended:
+        suggestion["isRecommended"] = True
+    return suggestion
+
+
+# Fields the CDS Hooks sandbox writes as one object where FHIR R4 has a list (its drafts'
+# `category` and `reasonCode`): made lists, so that the draft sent back is valid R4.
+_LIST_FIELDS = ("category", "reasonCode", "dosageInstruction", "note", "identifier")
+
+
+def draft_with_dose(draft: dict[str, Any], dose: ProposedDose) -> dict[str, Any] | None:
+    """The draft MedicationRequest, whole (CDS Hooks 2.0: an update holds "the updated resource
+    in its entirety"), its dosage the proposed dose in mg (UCUM), its route and bounds kept;
+    None, logged, when it is not a MedicationRequest or would not be valid FHIR R4."""
+    if draft.get("resourceType") != "MedicationRequest":
+        return None
+    resource: dict[str, Any] = orjson.loads(orjson.dumps(draft))  # a copy, the draft untouched
+    for name in _LIST_FIELDS:
+        if isinstance(resource.get(name), dict):
+            resource[name] = [resource[name]]
+    previous = _first_dict(resource.get("dosageInstruction"))
+    repeat: dict[str, Any] = {
+        "frequency": dose.frequency,
+        "period": _number(dose.period),
+        "periodUnit": dose.period_unit,
+    }
+    bounds = _first_dict(_first_dict(previous.get("timing")).get("repeat"))
+    for name in ("boundsPeriod", "boundsDuration"):
+        if name in bounds:
+            repeat[name] = bounds[name]
+    dosage: dict[str, Any] = {
+        "text": dose.text,
+        "timing": {"repeat": repeat},
+        "doseAndRate": [
+            {
+                "doseQuantity": {
+                    "value": _number(dose.amount_mg),
+                    "unit": "mg",
+                    "system": UCUM,
+                    "code": "mg",
+                }
+            }
+        ],
+    }
+    if "route" in previous:
+        dosage["route"] = previous["route"]
+    resource["dosageInstruction"] = [dosage]
+    try:
+        MedicationRequest.model_validate(resource)
+    except ValidationError as error:
+        log.error("dose change of a draft order left out: %d errors", error.error_count())
+        return None
+    return resource
+
+
+def _first_dict(value: Any) -> dict[str, Any]:
+    """A JSON object, or the first of a list of them; {} for anything else."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: float) -> int | float:
+    """1.0 as 1: a FHIR decimal written as a clinician would read it."""
+    return int(value) if float(value).is_integer() else value
 
 
 def service_request_for(

@@ -16,7 +16,7 @@ from cds_hooks.cards import CardContext, card_for, data_incomplete_card
 from cds_hooks.models import OrderSelectContext, OrderSignContext, PatientViewContext
 from cds_hooks.prefetch import Chart, merge
 from cds_hooks.services import CdsService
-from clinical import build_record, evaluate
+from clinical import build_record, evaluate, evaluate_record
 from clinical.finding import Finding
 from clinical.settings import Settings
 from runtime.store import IssuedCard
@@ -42,17 +42,24 @@ def answer(
     card_context: CardContext,
 ) -> HookAnswer:
     drafts = context.draft_resources()
-    findings = evaluate(merge(drafts, chart.resources), now=now, settings=settings)
+    record = build_record(merge(drafts, chart.resources), now)
+    findings = evaluate_record(record, now=now, settings=settings)
     if isinstance(context, OrderSignContext):  # order-select too: it extends order-sign
         findings = _about_the_orders(findings, context, drafts, chart, now=now, settings=settings)
-    shown = [f for f in findings if not chart.withheld(f.rule_id)]
-    withheld = tuple(f.rule_id for f in findings if chart.withheld(f.rule_id))
+        concerned = bool(findings)  # the orders are about what this service watches
+    else:
+        concerned = bool(record.medications)  # a drug the rules read (clinical/record.py)
+    skipped = [rule for rule in chart.skipped_rules() if settings.enabled(rule)]
+    shown = [f for f in findings if f.rule_id not in skipped]
 
     cards = [card_for(finding, card_context) for finding in shown]
     issued = [
         IssuedCard(card["uuid"], service.id, finding.rule_id, finding.severity.value, hook_instance)
         for card, finding in zip(cards, shown, strict=True)
     ]
+    # A check skipped for want of data is said whether or not it spoke on what did arrive:
+    # the missing part may hold what it would have spoken of (a Hy's law result on page two).
+    withheld = tuple(skipped) if skipped and (concerned or len(shown) < len(findings)) else ()
     if withheld:
         missing = [(gap.label, gap.reason) for gap in chart.gaps]
         cards.append(data_incomplete_card(missing, withheld, card_context))
@@ -78,7 +85,7 @@ def _about_the_orders(
     if not drafts:
         return []
     selected, others = _split_selected(context, drafts)
-    if _orders_aromatase_inhibitor(selected, drafts, now):
+    if _orders_aromatase_inhibitor(selected, [*drafts, *chart.resources], now):
         return findings
     before = {
         f.rule_id: f for f in evaluate(merge(others, chart.resources), now=now, settings=settings)
@@ -108,13 +115,14 @@ def _split_selected(
 
 
 def _orders_aromatase_inhibitor(
-    selected: Sequence[dict[str, Any]], drafts: Sequence[dict[str, Any]], now: datetime
+    selected: Sequence[dict[str, Any]], around: Sequence[dict[str, Any]], now: datetime
 ) -> bool:
-    """Whether a selected draft is an aromatase inhibitor, as the clinical record reads drugs."""
+    """Whether a selected draft is an aromatase inhibitor, as the clinical record reads drugs
+    (its Medication from the drafts or the chart, when it names one by reference)."""
     orders = [
         r for r in selected if r.get("resourceType") in ("MedicationRequest", "MedicationStatement")
     ]
     if not orders:
         return False
-    medications = [r for r in drafts if r.get("resourceType") == "Medication"]
+    medications = [r for r in around if r.get("resourceType") == "Medication"]
     return bool(build_record([*orders, *medications], now).courses(AI_GROUP))

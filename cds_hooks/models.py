@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from clinical.reader import with_entry_id
+from ehr.urls import is_absolute_http_url
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ class RequestProblem(Exception):
 
 
 def _absolute_url(value: str) -> str:
-    if not re.match(r"^https?://[^/\s]+", value):
+    """An absolute http(s) URL; the scheme compares without case (RFC 3986, 3.1)."""
+    if not is_absolute_http_url(value):
         raise ValueError("must be an absolute http(s) URL")
     return value
 

@@ -71,10 +71,10 @@ def _service_path(service_id: str, hook: str, title: str) -> dict[str, Any]:
                 },
                 **_errors("400", "401", "405"),
                 "412": _error_response(
-                    "Required data is neither prefetched nor fetchable from fhirServer, or the "
-                    "patient, medication orders or conditions could not be read (a failed fetch, "
-                    "or a prefetch value that does not answer its template); `missingPrefetch` "
-                    "lists the keys."
+                    "Nothing can be judged: the patient, medication orders or conditions (or "
+                    "the drugs orders name by reference) are missing or incomplete and cannot "
+                    "be fetched from fhirServer; `missingPrefetch` lists the keys. Other "
+                    "missing data withholds only the checks that read it (data-incomplete card)."
                 ),
                 **_errors("413", "415", "503"),
             },
@@ -155,7 +155,9 @@ _SCHEMAS: dict[str, Any] = {
                     "Per key, the resource (or searchset Bundle, whose `entry` must be an array) "
                     "that answers the discovery template, or null when the client has no data. "
                     "An OperationOutcome, a searchset reporting an error, or a resource of "
-                    "another type does not answer it: the key is fetched, or its checks withheld."
+                    "another type does not answer it: the key is fetched, or its checks withheld. "
+                    "A key left out, or a searchset with a `next` link, is fetched (the rest "
+                    "read), or its checks withheld."
                 ),
                 "additionalProperties": {
                     "anyOf": [{"$ref": "#/components/schemas/FhirResource"}, {"type": "null"}]

@@ -18,6 +18,7 @@ from clinical.rules import CORE_INPUTS, Input
 from clinical.valuesets import CPT, LOINC, SNOMED
 from clinical.valuesets import load as load_valuesets
 from ehr.client import resource_type_of
+from ehr.urls import encode_search
 
 PATIENT_TOKEN = "{{context.patientId}}"
 
@@ -51,14 +52,17 @@ class PrefetchTemplate:
         return "?" in self.query
 
     def template(self, *, relative_dates: bool) -> str:
-        """The prefetch template as discovery publishes it."""
+        """The prefetch template as discovery publishes it: search values percent-encoded
+        (`code=http%3A%2F%2Floinc.org%7C2243-4`), tokens as they are (docs/cds-hooks.md,
+        "Prefetch")."""
+        query = encode_search(self.query)
         if self.lookback_days is None or not relative_dates:
-            return self.query
-        return f"{self.query}&{self.date_parameter}=ge{{{{today() - {self.lookback_days} days}}}}"
+            return query
+        return f"{query}&{self.date_parameter}=ge{{{{today() - {self.lookback_days} days}}}}"
 
     def resolve(self, patient_id: str, today: date) -> str:
-        """The concrete query the service runs itself (tokens replaced)."""
-        query = self.query.replace(PATIENT_TOKEN, quote(patient_id, safe=""))
+        """The concrete query the service runs itself (tokens replaced), encoded as sent."""
+        query = encode_search(self.query).replace(PATIENT_TOKEN, quote(patient_id, safe=""))
         if self.lookback_days is not None:
             since = today - timedelta(days=self.lookback_days)
             query = f"{query}&{self.date_parameter}=ge{since.isoformat()}"
@@ -138,13 +142,16 @@ def prefetch_templates() -> tuple[PrefetchTemplate, ...]:
         PrefetchTemplate(
             "medicationRequests",
             "medication orders",
-            f"MedicationRequest?patient={patient}&_sort=-authoredon&_count=100",
+            # _include: an order that names its drug by reference comes with its Medication
+            f"MedicationRequest?patient={patient}&_include=MedicationRequest:medication"
+            "&_sort=-authoredon&_count=100",
             provides=frozenset({Input.MEDICATIONS}),
         ),
         PrefetchTemplate(
             "medicationStatements",
             "medications taken",
-            f"MedicationStatement?patient={patient}&_count=100",
+            f"MedicationStatement?patient={patient}&_include=MedicationStatement:medication"
+            "&_count=100",
             required=False,  # many EHRs do not offer MedicationStatement
             provides=frozenset({Input.MEDICATIONS}),
         ),

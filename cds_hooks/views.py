@@ -212,6 +212,7 @@ def call_service(service_id: str) -> Response:
     hook_request, context = parse_hook_request(request.get_data(cache=False), service.hook)
 
     now = runtime.settings.now()
+    drafts = context.draft_resources()
     access, no_access_reason = fhir_access(hook_request, caller)
     chart = gather_chart(
         hook_request,
@@ -222,6 +223,7 @@ def call_service(service_id: str) -> Response:
         client_factory=runtime.client_factory,
         deadline_seconds=runtime.settings.fhir_deadline_seconds,
         today=now.date(),
+        drafts=drafts,
     )
     card_context = CardContext(
         base_url=root,
@@ -232,6 +234,11 @@ def call_service(service_id: str) -> Response:
         user_reference=context.userId,
         encounter_id=context.encounterId,
         suggestion_intent=runtime.settings.suggestion_intent,
+        drafts={
+            f"{draft['resourceType']}/{draft['id']}": draft
+            for draft in drafts
+            if isinstance(draft.get("id"), str)
+        },
     )
     result = answer(
         service,

@@ -1,5 +1,5 @@
 """Talking to the EHR's FHIR server: see `ehr.client.FhirClient`."""
 
-from ehr.client import ClientLimits, Deadline, FhirClient, Outcome, QueryResult
+from ehr.client import ClientLimits, Deadline, FhirClient, NextPage, Outcome, QueryResult
 
-__all__ = ["ClientLimits", "Deadline", "FhirClient", "Outcome", "QueryResult"]
+__all__ = ["ClientLimits", "Deadline", "FhirClient", "NextPage", "Outcome", "QueryResult"]

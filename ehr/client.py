@@ -40,6 +40,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ReadTimeoutError
 
+from ehr.urls import canonical_base_url, encode_search, is_under_base, origin_of
+
 log = logging.getLogger(__name__)
 
 FHIR_JSON = "application/fhir+json"
@@ -90,6 +92,14 @@ class QueryResult:
     def usable(self) -> bool:
         """True when the resources are all there were (or the first pages, by design)."""
         return self.outcome in (Outcome.COMPLETE, Outcome.TRUNCATED)
+
+
+@dataclass(frozen=True, slots=True)
+class NextPage:
+    """The `next` link of a searchset page read elsewhere (a CDS client's prefetch): where a
+    query goes on from. Followed under the same rules as the client's own paging."""
+
+    url: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,11 +272,12 @@ class FhirClient:
         session: requests.Session | None = None,
         user_agent: str = "anastrozole-cds",
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        # The token goes only below this base: spaces, a trailing slash and the case of the
+        # scheme and host are taken out once, here (never `/fhir%20/...`).
+        self.base_url = canonical_base_url(base_url)
         parts = urlsplit(self.base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("FHIR base URL must be an absolute http(s) URL")
-        self._origin = (parts.scheme, parts.netloc.lower())
         self.limits = limits or ClientLimits()
         self._session = session or _session_for(self.base_url, self.limits.max_workers)
         self._headers = {"Accept": FHIR_JSON, "User-Agent": user_agent}
@@ -288,9 +299,10 @@ class FhirClient:
     # -- public interface -------------------------------------------------------------------
 
     def fetch_all(
-        self, queries: Mapping[str, str], *, deadline_seconds: float
+        self, queries: Mapping[str, str | NextPage], *, deadline_seconds: float
     ) -> dict[str, QueryResult]:
-        """Run every query (relative read or search URL) in parallel within one deadline.
+        """Run every query (relative read or search URL, or the `next` link of a page someone
+        else read) in parallel within one deadline.
 
         Queries still running at the deadline are reported as failed ("deadline exceeded")
         with whatever pages they had; their threads stop at once: no request of theirs starts
@@ -350,11 +362,13 @@ class FhirClient:
         return QueryResult(key, outcome, tuple(progress.resources), reason, progress.pages, fault)
 
     def _run(
-        self, key: str, path: str, deadline: Deadline, progress: _Progress, stop: _Stop
+        self, key: str, path: str | NextPage, deadline: Deadline, progress: _Progress, stop: _Stop
     ) -> QueryResult:
         started = time.monotonic()
         try:
-            url: str | None = self._first_url(path)
+            url: str | None = (
+                self._next_url(path.url) if isinstance(path, NextPage) else self._first_url(path)
+            )
             seen: set[str] = set()
             while url is not None:
                 if progress.pages >= self.limits.max_pages:
@@ -377,7 +391,7 @@ class FhirClient:
             result = self._done(key, Outcome.COMPLETE, progress, None)
         log.debug(
             "FHIR %s %s: %s, %d resources, %d pages, %.0f ms",
-            resource_type_of(path),
+            "next page" if isinstance(path, NextPage) else resource_type_of(path),
             key,
             result.outcome.value,
             len(result.resources),
@@ -402,14 +416,17 @@ class FhirClient:
     def _first_url(self, path: str) -> str:
         if urlsplit(path).scheme or path.startswith("//"):
             raise _Fault("query must be relative to the FHIR base URL", "link_refused")
-        return f"{self.base_url}/{path.lstrip('/')}"
+        return encode_search(f"{self.base_url}/{path.lstrip('/')}")
 
     def _next_url(self, link: str) -> str:
+        """A `next` link, followed only below the base URL the token is for (not another
+        host, nor another path on the same host), its search values encoded as ours are."""
         url = urljoin(self.base_url + "/", link)
-        parts = urlsplit(url)
-        if (parts.scheme, parts.netloc.lower()) != self._origin:
-            raise _Fault("next link to another host refused", "link_refused")
-        return url
+        if not is_under_base(url, self.base_url):
+            other_host = not is_under_base(origin_of(url), origin_of(self.base_url))
+            where = "to another host" if other_host else "outside the FHIR base path"
+            raise _Fault(f"next link {where} refused", "link_refused")
+        return encode_search(url)
 
     def _get_json(self, url: str, deadline: Deadline, stop: _Stop) -> Any:
         retries = 0
@@ -576,15 +593,22 @@ def _page_contents(body: Any) -> tuple[list[dict[str, Any]], str | None]:
             continue
         if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
             resources.append(resource)
-    next_url = None
-    for link in body.get("link") or []:
+    return resources, next_link(body)
+
+
+def next_link(bundle: Any) -> str | None:
+    """The `next` link of a searchset Bundle: there are more pages (FHIR R4 3.1.1.4.3)."""
+    links = bundle.get("link") if isinstance(bundle, dict) else None
+    found = None
+    for link in links if isinstance(links, list) else ():
         if (
             isinstance(link, dict)
             and link.get("relation") == "next"
             and isinstance(link.get("url"), str)
+            and link["url"].strip()
         ):
-            next_url = link["url"]
-    return resources, next_url
+            found = link["url"].strip()
+    return found
 
 
 def reports_an_error(outcome: Any) -> bool:

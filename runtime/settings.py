@@ -32,14 +32,16 @@ from pydantic_settings import (
 
 from clinical.rules import RULE_IDS
 from clinical.settings import Settings as ClinicalSettings
+from ehr.urls import canonical_base_url
 
 ENV_PREFIX = "ANASTROZOLE_CDS_"
 CONFIG_ENV = f"{ENV_PREFIX}CONFIG"
 
 
 def normalise_base_url(url: str) -> str:
-    """A base URL without a trailing slash; FHIR and service URLs are compared this way."""
-    return url.strip().rstrip("/")
+    """A base URL without surrounding space or a trailing slash, its scheme and host in lower
+    case (RFC 3986, 6.2.2.1); FHIR, service and key set URLs are compared this way."""
+    return canonical_base_url(url)
 
 
 def _absolute_http_url(url: str, what: str) -> str:

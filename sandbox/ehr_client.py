@@ -28,9 +28,10 @@ from joserfc.jwk import ECKey, RSAKey
 from cds_hooks.services import SERVICES, discovery_document
 from clinical.valuesets import load as load_valuesets
 from ehr.client import FhirClient
+from sandbox.patients import PRACTITIONER_ID
 
 HOOKS = ("patient-view", "order-select", "order-sign")
-DEFAULT_USER = "Practitioner/sandbox-clinician"
+DEFAULT_USER = f"Practitioner/{PRACTITIONER_ID}"  # loaded with the patients (`load`)
 JWT_LIFETIME_SECONDS = 300
 # `{{today() - 90 days}}`: FHIRPath date arithmetic with a calendar-duration quantity.
 _TODAY = re.compile(

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from sandbox.patients import SyntheticPatient, shift_dates
+from sandbox.patients import SyntheticPatient, sandbox_practitioner, shift_dates
 
 FHIR_JSON = "application/fhir+json"
 
@@ -34,8 +34,16 @@ class Loaded:
 
 
 def transaction_for(patient: SyntheticPatient, base_url: str, *, days: int) -> dict[str, Any]:
-    """The patient's transaction Bundle, moved by `days`, with fullUrls on this server."""
+    """The patient's transaction Bundle, moved by `days`, with fullUrls on this server, and
+    the sandbox's clinician (PUT: one copy however often it is loaded)."""
     bundle: dict[str, Any] = shift_dates(patient.bundle, days)
+    practitioner = sandbox_practitioner()
+    bundle.setdefault("entry", []).append(
+        {
+            "resource": practitioner,
+            "request": {"method": "PUT", "url": f"Practitioner/{practitioner['id']}"},
+        }
+    )
     base = base_url.rstrip("/")
     for entry in bundle.get("entry", []):
         entry["fullUrl"] = f"{base}/{entry['request']['url']}"
@@ -57,7 +65,7 @@ def load_patient(
         problem = f"the FHIR server URL must start with http:// or https:// (got {base_url!r})"
         return Loaded(patient.key, patient.patient_id, 0, problem, server_unusable=True)
     bundle = transaction_for(patient, base_url, days=days)
-    count = len(bundle.get("entry", []))
+    count = len(patient.bundle.get("entry", []))  # the patient's own, not the clinician
     headers = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
     if token:
         headers["Authorization"] = f"Bearer {token}"

@@ -33,6 +33,27 @@ REFERENCE_NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 Resource = dict[str, Any]
 
+# The clinician the sandbox acts as (`check --user`'s default), loaded with every patient: a
+# SMART launcher's provider login lists `Practitioner?_count=10&_summary=true&_sort=given`
+# (smart-launcher-v2) and cannot go on when there is none.
+PRACTITIONER_ID = "sandbox-clinician"
+
+
+def sandbox_practitioner() -> Resource:
+    """The synthetic clinician: a Practitioner with a given name, as a provider login lists."""
+    return {
+        "resourceType": "Practitioner",
+        "id": PRACTITIONER_ID,
+        "text": {
+            "status": "generated",
+            "div": '<div xmlns="http://www.w3.org/1999/xhtml">Dr Sam Sandbox, a synthetic '
+            "clinician for trying anastrozole-cds (no real person).</div>",
+        },
+        "active": True,
+        "name": [{"use": "official", "family": "Sandbox", "given": ["Sam"], "prefix": ["Dr"]}],
+    }
+
+
 # Keys whose string values are FHIR date, dateTime or instant values in the resources we ship.
 _DATE_KEYS = frozenset(
     {

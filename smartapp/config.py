@@ -29,12 +29,16 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from ehr.urls import canonical_base_url, is_absolute_http_url
+
 ENV_PREFIX = "ANASTROZOLE_CDS_SMART_"
 
 
 def normalise_issuer(url: str) -> str:
-    """A FHIR base URL as issuers are compared: no surrounding space, no trailing slash."""
-    return url.strip().rstrip("/")
+    """A FHIR base URL as issuers are compared: no surrounding space, no trailing slash, the
+    scheme and host in lower case (RFC 3986, 6.2.2.1: `HTTPS://EHR.example/fhir/` is
+    `https://ehr.example/fhir`)."""
+    return canonical_base_url(url)
 
 
 def origin_of(url: str) -> str:
@@ -43,8 +47,7 @@ def origin_of(url: str) -> str:
 
 
 def _http_url(url: str, what: str) -> str:
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if not is_absolute_http_url(url):
         raise ValueError(f"{what} must be an absolute http(s) URL, got {url!r}")
     return normalise_issuer(url)
 
@@ -81,6 +84,12 @@ class SmartSettings(BaseSettings):
     extra_resources: tuple[
         Literal["MedicationStatement", "ServiceRequest", "ImagingStudy"], ...
     ] = ()
+
+    # The refresh token the app asks for (SMART App Launch 2.x, "Scopes for requesting a
+    # refresh token"): online_access, usable while the clinician is signed in to the EHR, fits
+    # an app opened from the chart whose sessions end after session_hours; offline_access
+    # (usable after sign-out) for EHRs that give refresh tokens only for it.
+    refresh_scope: Literal["online_access", "offline_access"] = "online_access"
 
     # Talking to the EHR.
     http_timeout_seconds: float = Field(default=5.0, gt=0, le=30)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
+
+from smartapp.config import normalise_issuer
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +63,11 @@ class SmartConfiguration:
 
 
 def _endpoint(value: Any, iss: str, what: str) -> str:
-    if not isinstance(value, str):
+    """An endpoint URL as absolute: one written relative (`/auth/token`, `auth/token`) is
+    resolved against the FHIR base URL the document came from (RFC 3986, 5.2)."""
+    if not isinstance(value, str) or not value.strip():
         raise DiscoveryError(f"the EHR did not publish its {what}")
+    value = urljoin(normalise_issuer(iss) + "/", value.strip())
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise DiscoveryError(f"the EHR's {what} is not an absolute URL")
@@ -144,13 +149,16 @@ class Discovery:
         self._lock = threading.Lock()
 
     def configuration(self, iss: str) -> SmartConfiguration:
+        """The issuer's configuration, cached by the issuer as compared (`.../fhir/` and
+        `HTTPS://EHR...` are one server), with `iss` as this launch sent it: it is the `aud`."""
+        key = normalise_issuer(iss)
         with self._lock:
-            cached = self._cache.get(iss)
+            cached = self._cache.get(key)
         if cached and time.monotonic() - cached[0] < self.cache_seconds:
-            return cached[1]
+            return replace(cached[1], iss=iss)
         config = self._discover(iss)
         with self._lock:
-            self._cache[iss] = (time.monotonic(), config)
+            self._cache[key] = (time.monotonic(), config)
         return config
 
     def _discover(self, iss: str) -> SmartConfiguration:

@@ -1,7 +1,12 @@
 """The patient's chart from the EHR's FHIR server, through `ehr.FhirClient`: every query in
 parallel, paged, within one deadline.
 
-The granted scope decides what is asked: a query it does not cover is not sent. Without data
+The queries are written plainly here (`code=http://loinc.org|2243-4`); `ehr.FhirClient`
+percent-encodes their values as they are sent, so that a proxy that collapses `//` (the SMART
+launcher's) does not empty them, and sends the token only below the FHIR base.
+
+The granted scope decides what is asked (`ehr.scopes`, the parser the CDS Hooks service uses
+for fhirAuthorization.scope): a query it does not cover is not sent. Without data
 every rule reads (the patient, labs, medications, conditions) there is no page to show; the
 others (procedures, reports, the extra resources) leave a gap the page names, whether the EHR
 did not grant them, refused them (403) or failed. A 401 means the token itself was refused.
@@ -17,7 +22,7 @@ from urllib.parse import quote
 from clinical.record import LAB_VALUESETS
 from clinical.valuesets import load as load_valuesets
 from ehr.client import FhirClient, Outcome
-from smartapp.oauth import scope_covers
+from ehr.scopes import scope_covers
 
 
 @dataclass(frozen=True)

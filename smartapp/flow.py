@@ -126,6 +126,7 @@ def begin_launch(
             ehr_launch=bool(pending.launch),
             v2=config.speaks_v2_scopes,
             extra_resources=runtime.smart.extra_resources,
+            refresh_scope=runtime.smart.refresh_scope,
         ),
         state=pending.state,
         code_verifier=pending.code_verifier or "",

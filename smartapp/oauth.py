@@ -67,34 +67,22 @@ AUTHORIZATION_ERRORS = frozenset(
 )
 
 
-def smart_scopes(*, ehr_launch: bool, v2: bool, extra_resources: tuple[str, ...] = ()) -> str:
-    """The scopes the app asks for, in SMART v2 (`.rs`) or v1 (`.read`) syntax."""
+def smart_scopes(
+    *,
+    ehr_launch: bool,
+    v2: bool,
+    extra_resources: tuple[str, ...] = (),
+    refresh_scope: str = "online_access",
+) -> str:
+    """The scopes the app asks for, in SMART v2 (`.rs`) or v1 (`.read`) syntax, and the
+    refresh token it asks for (`online_access` or `offline_access`: SmartSettings)."""
     scopes = ["launch" if ehr_launch else "launch/patient", "openid", "fhirUser"]
     extra = tuple((resource, True) for resource in extra_resources)
     for resource, search in RESOURCE_SCOPES + extra:
         permission = ("rs" if search else "r") if v2 else "read"
         scopes.append(f"patient/{resource}.{permission}")
-    scopes.append("offline_access")
+    scopes.append(refresh_scope)
     return " ".join(scopes)
-
-
-def scope_covers(scope: str, resource_type: str, *, search: bool = True) -> bool:
-    """Whether granted scopes let the app search (or, with search=False, read) a resource
-    type: v2 `patient/Patient.rs` (`.r` to read; `.cruds`, `?...` narrowed), v1 `.read` or
-    `.*`; patient or user, or `*` for the type."""
-    for item in scope.split():
-        compartment, _, rest = item.partition("/")
-        resource, _, permission = rest.partition(".")
-        if compartment not in ("patient", "user") or resource not in (resource_type, "*"):
-            continue
-        permission = permission.split("?", 1)[0]
-        if permission in ("read", "*"):
-            return True
-        if search and "r" in permission and "s" in permission:
-            return True
-        if not search and "r" in permission and set(permission) <= set("cruds"):
-            return True
-    return False
 
 
 def authorization_error(error: str) -> str:

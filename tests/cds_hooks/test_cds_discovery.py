@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from flask.testing import FlaskClient
@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from cds_hooks.services import discovery_document, prefetch_templates
 from clinical.rules import CATALOGUE
 from clinical.valuesets import load as load_valuesets
+from tests.sandbox.launcher_proxy import launcher_url
 
 SERVICES = {
     "anastrozole-monitor-patient-view": "patient-view",
@@ -107,3 +108,28 @@ def test_every_slice_of_the_chart_a_rule_reads_is_asked_for_by_a_template() -> N
     provided = {slice_ for template in prefetch_templates() for slice_ in template.provides}
     read = {slice_ for rule in CATALOGUE for slice_ in rule.inputs}
     assert read - provided == set()
+
+
+@pytest.mark.parametrize("template", prefetch_templates(), ids=lambda t: t.key)
+def test_published_templates_survive_a_proxy_and_a_client_that_re_encodes(template: object) -> None:
+    """docs/cds-hooks.md, "Prefetch": search values are published percent-encoded. A client
+    that fills the token and sends the rest as it is passes a proxy that collapses `//`
+    (smart-launcher-v2's) unchanged; one that parses and re-encodes gets the values meant."""
+    text = template.template(relative_dates=False)  # type: ignore[attr-defined]
+    filled = text.replace("{{context.patientId}}", "p1")
+    assert (
+        launcher_url("https://ehr.example/fhir", "/" + filled)
+        == f"https://ehr.example/fhir/{filled}"
+    )
+    query = filled.partition("?")[2]
+    values = dict(parse_qsl(query))
+    raw = template.query.replace("{{context.patientId}}", "p1")  # type: ignore[attr-defined]
+    assert values == dict(parse_qsl(raw.partition("?")[2], keep_blank_values=True))
+    assert urlencode(values, safe=",") == query  # form encoding writes what is published
+
+
+def test_the_medication_templates_bring_the_medications_they_name() -> None:
+    queries = {t.key: dict(parse_qsl(t.template(relative_dates=False).partition("?")[2]))
+               for t in prefetch_templates()}  # fmt: skip
+    assert queries["medicationRequests"]["_include"] == "MedicationRequest:medication"
+    assert queries["medicationStatements"]["_include"] == "MedicationStatement:medication"

@@ -126,7 +126,11 @@ def client(fhir: FaultyFhirServer, make_settings: Callable[..., ProductSettings]
 def ask(client: FlaskClient, keys: Keys, fhir: FaultyFhirServer) -> tuple[Any, float]:
     body = hook_body(patient_id=PATIENT_ID)
     body["fhirServer"] = fhir.base_url
-    body["fhirAuthorization"] = {"access_token": TOKEN, "token_type": "Bearer", "scope": "x"}
+    body["fhirAuthorization"] = {
+        "access_token": TOKEN,
+        "token_type": "Bearer",
+        "scope": "patient/*.read",
+    }
     started = time.monotonic()
     response = call(client, keys, PATIENT_VIEW, body)
     return response, time.monotonic() - started

@@ -10,8 +10,9 @@ import responses
 from click.testing import CliRunner
 
 from anastrozole_cds.cli import main
+from sandbox.ehr_client import DEFAULT_USER
 from sandbox.loader import load_patients, transaction_for
-from sandbox.patients import patient
+from sandbox.patients import patient, sandbox_practitioner
 
 BASE = "https://fhir.example.org/r4"
 TOKEN = "secret-token-1234"
@@ -93,7 +94,19 @@ def test_no_shift_and_as_of_the_reference_day_load_the_dates_as_written(args: li
     assert result.exit_code == 0, result.output
     sent = json.loads(responses.calls[0].request.body)
     written = patient("trt-low-e2").bundle["entry"]
-    assert [e["resource"] for e in sent["entry"]] == [e["resource"] for e in written]
+    assert [e["resource"] for e in sent["entry"]] == [
+        *(e["resource"] for e in written),
+        sandbox_practitioner(),
+    ]
+
+
+def test_every_load_puts_the_sandbox_clinician_a_provider_login_can_list() -> None:
+    """smart-launcher-v2's provider login lists Practitioner?_sort=given; with none it stops."""
+    for key in ("trt-low-e2", "onc-no-dexa"):
+        clinician = transaction_for(patient(key), BASE, days=0)["entry"][-1]
+        assert clinician["request"] == {"method": "PUT", "url": "Practitioner/sandbox-clinician"}
+        assert clinician["resource"]["name"][0]["given"] == ["Sam"]
+    assert DEFAULT_USER == "Practitioner/sandbox-clinician"
 
 
 def test_listing_the_patients_needs_no_fhir_server() -> None:

@@ -125,7 +125,11 @@ def _one_patient(service: LiveService, plan: Day, fhir: FaultyFhirServer, index:
             "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": resources[1]}]},
         },
         "fhirServer": fhir.base_url,
-        "fhirAuthorization": {"access_token": fhir_token, "token_type": "Bearer", "scope": "x"},
+        "fhirAuthorization": {
+            "access_token": fhir_token,
+            "token_type": "Bearer",
+            "scope": "patient/*.read",
+        },
     }
     sign = f"/cds-services/{ORDER_SIGN}"
     assert post(sign, fetched, _signed(service, plan, sign)).status_code == 200

@@ -46,7 +46,11 @@ def client(
 def body_for(server: str) -> dict[str, object]:
     body = hook_body()
     body["fhirServer"] = server
-    body["fhirAuthorization"] = {"access_token": TOKEN, "token_type": "Bearer", "scope": "x"}
+    body["fhirAuthorization"] = {
+        "access_token": TOKEN,
+        "token_type": "Bearer",
+        "scope": "patient/*.read",
+    }
     return body
 
 

@@ -228,9 +228,9 @@ class LiveEhr:
 
 
 @contextmanager
-def live_ehr(folder: Path, *, style_path: str | None = None) -> Iterator[LiveEhr]:
+def live_ehr(folder: Path, *, style_path: str | None = None, **smart: Any) -> Iterator[LiveEhr]:
     """Serve both; `style_path`: the EHR's launches carry `{ehr_base}{style_path}` as their
-    smart_style_url."""
+    smart_style_url; `smart`: the app's SMART settings besides its issuer."""
     with serving() as ehr_server, serving() as app_server:
         ehr_base, app_base = base_of(ehr_server), base_of(app_server)
         style = {"style_url": f"{ehr_base}{style_path}"} if style_path else {}
@@ -241,5 +241,6 @@ def live_ehr(folder: Path, *, style_path: str | None = None) -> Iterator[LiveEhr
             now=scenario_now(LOW_E2),
             app_base=app_base,
             allowed_issuers=(sandbox.ehr.fhir_base,),
+            **smart,
         )
         yield LiveEhr(sandbox, ehr_base, app_base)

@@ -161,3 +161,18 @@ LAB_SEARCH = ChartQuery("labs", "lab results", "Observation?patient=1", True, "O
 )
 def test_the_granted_scope_covers_a_query(scope: str, query: ChartQuery, covered: bool) -> None:
     assert granted(scope, query) is covered
+
+
+@pytest.mark.parametrize(
+    ("scope", "covered"),
+    [
+        ("patient/Observation.r patient/Observation.s", True),  # a grant split as .r and .s
+        ("patient/Observation.s patient/Observation.r", True),
+        ("patient/Observation.s", True),  # SMART 2.x: `s` is the search interaction
+        ("patient/Observation.r", False),
+        ("user/*.rs", True),
+        ("patient/*.*", True),
+    ],
+)
+def test_permissions_add_up_across_the_grant(scope: str, covered: bool) -> None:
+    assert granted(scope, LAB_SEARCH) is covered

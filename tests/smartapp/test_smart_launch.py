@@ -79,7 +79,7 @@ def test_ehr_launch_redirects_to_authorize_with_pkce_state_aud_and_v2_scopes(
     assert len(query["state"]) >= 32
     scopes = query["scope"].split()
     assert scopes[:3] == ["launch", "openid", "fhirUser"]
-    assert scopes[3:9] == V2_RESOURCE_SCOPES and scopes[-1] == "offline_access"
+    assert scopes[3:9] == V2_RESOURCE_SCOPES and scopes[-1] == "online_access"
     (pending,) = pending_launches(app)
     assert pending["state"] == query["state"]
     assert create_s256_code_challenge(pending["code_verifier"]) == query["code_challenge"]
@@ -238,3 +238,17 @@ def test_the_ehr_may_frame_the_app_and_nobody_else(client: FlaskClient) -> None:
     policy = client.get("/launch.html").headers["Content-Security-Policy"]
     assert "frame-ancestors 'self' http://127.0.0.1:9999" in policy
     assert "X-Frame-Options" not in client.get("/launch.html").headers
+
+
+def test_an_allowed_issuer_written_in_capitals_is_the_same_issuer(
+    tmp_path: Path, ehr: responses.RequestsMock
+) -> None:
+    """Scheme and host compare without case (RFC 3986, 6.2.2.1), the path exactly."""
+    shouted = FHIR_BASE.replace("http://", "HTTP://") + "/"
+    app = build_app(tmp_path, allowed_issuers=(shouted,), default_issuer=shouted)
+    assert app.extensions["smartapp"].smart.allowed_issuers == (FHIR_BASE,)
+    client = app.test_client()
+    response = client.get("/smart/launch", query_string={"iss": shouted, "launch": "l"})
+    assert response.status_code == 302
+    other_path = client.get("/smart/launch", query_string={"iss": FHIR_BASE.upper(), "launch": "l"})
+    assert other_path.status_code == 403
