@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cds_hooks.cards import CardContext, card_for, data_incomplete_card
+from cds_hooks.cards import CardContext, data_incomplete_card
 from cds_hooks.models import OrderSelectContext, OrderSignContext, PatientViewContext
 from cds_hooks.prefetch import Chart, merge
 from cds_hooks.services import CdsService
+from cds_hooks.suppression import CallScreen
 from clinical import build_record, evaluate
 from clinical.finding import Finding
 from clinical.settings import Settings
@@ -40,18 +41,22 @@ def answer(
     now: datetime,
     settings: Settings,
     card_context: CardContext,
+    screen: CallScreen,
 ) -> HookAnswer:
     drafts = context.draft_resources()
-    findings = evaluate(merge(drafts, chart.resources), now=now, settings=settings)
+    resources = merge(drafts, chart.resources)
+    findings = evaluate(resources, now=now, settings=settings)
     if isinstance(context, OrderSignContext):  # order-select too: it extends order-sign
         findings = _about_the_orders(findings, context, drafts, chart, now=now, settings=settings)
     shown = [f for f in findings if not chart.withheld(f.rule_id)]
     withheld = tuple(f.rule_id for f in findings if chart.withheld(f.rule_id))
 
-    cards = [card_for(finding, card_context) for finding in shown]
+    # the [cards] policy, suppression by feedback, monitoring reminders together
+    rendered = screen.cards(shown, resources, card_context)
+    cards = [r.card for r in rendered]
     issued = [
-        IssuedCard(card["uuid"], service.id, finding.rule_id, finding.severity.value, hook_instance)
-        for card, finding in zip(cards, shown, strict=True)
+        IssuedCard(r.card["uuid"], service.id, r.topic, r.card["indicator"], hook_instance)
+        for r in rendered
     ]
     if withheld:
         missing = [(gap.label, gap.reason) for gap in chart.gaps]

@@ -19,7 +19,8 @@ from click.testing import CliRunner
 
 from anastrozole_cds.cli import main
 from sandbox.fhir_server import FhirServerError, start_fhir_server
-from sandbox.patients import SyntheticPatient, all_patients
+from sandbox.patients import REFERENCE_NOW, SyntheticPatient, all_patients, bundle_resources
+from tests.cds_hooks.card_defaults import cards_by_default, intent_is_unclear
 from tests.cds_hooks.cds_helpers import ISSUER, make_keys
 from tests.security.sec_live_server import live_service
 
@@ -53,6 +54,13 @@ def _cards(output: str) -> dict[str, str]:
     return {card["source"]["topic"]["code"]: card["indicator"] for card in response["cards"]}
 
 
+def _shown(patient: SyntheticPatient, hook: str = "patient-view") -> dict[str, str]:
+    """The cards the Bundle's stated findings make at `hook`, with the default [cards] table."""
+    stated = patient.expected_cards if hook == "patient-view" else patient.renewal_cards
+    unclear = intent_is_unclear(bundle_resources(patient.bundle), REFERENCE_NOW)
+    return cards_by_default(hook, stated, intent_unclear=unclear)
+
+
 def _check(*args: str) -> dict[str, str]:
     result = CliRunner().invoke(main, ["check", "--json", *args])
     assert result.exit_code == 0, result.output
@@ -82,10 +90,10 @@ def test_every_hook_raises_the_cards_the_bundle_states(
     common = ["--fhir-server", loaded, "--patient", patient.patient_id]
     if not prefetch:
         common.append("--no-prefetch")
-    assert _check(*common) == patient.expected_cards
+    assert _check(*common) == _shown(patient)
     for hook in ("order-select", "order-sign"):
         if patient.renewal_cards:
-            assert _check(*common, "--hook", hook) == patient.renewal_cards, hook
+            assert _check(*common, "--hook", hook) == _shown(patient, hook), hook
         else:  # nothing to renew: check says so and fails cleanly
             result = CliRunner().invoke(main, ["check", *common, "--hook", hook])
             assert result.exit_code == 1
@@ -119,8 +127,8 @@ def test_check_over_real_http_against_serve(
             service["base"], "--key", service["key"], "--issuer", ISSUER]  # fmt: skip
     if not prefetch:
         args.append("--no-prefetch")
-    assert _check(*args) == patient.expected_cards
-    assert _check(*args, "--hook", "order-sign") == patient.renewal_cards
+    assert _check(*args) == _shown(patient)
+    assert _check(*args, "--hook", "order-sign") == _shown(patient, "order-sign")
 
 
 def test_an_unsigned_call_over_http_is_refused(loaded: str, service: dict[str, Any]) -> None:
