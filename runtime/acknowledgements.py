@@ -306,27 +306,31 @@ class CardEvidenceLog:
     # -- reading ---------------------------------------------------------------------------
 
     def acknowledgements(
-        self,
-        patient: str,
-        *,
-        issuer: str | None,
-        tenant: str | None,
-        now: datetime,
-        any_issuer_of: frozenset[str] | None = None,
+        self, patient: str, *, issuer: str | None, tenant: str | None, now: datetime
     ) -> list[Acknowledgement]:
-        """The answers to this patient's cards that may still keep a finding away. A hook call
-        reads its own issuer's and tenant's; the SMART app (`any_issuer_of`) those of the
-        issuers that list its FHIR server, or of any issuer when none does."""
+        """The answers that may still keep a finding of this patient away from a hook call of
+        this issuer and tenant."""
+        m = card_evidence_table.c
+        return self._read(
+            patient,
+            now,
+            func.coalesce(m.issuer, "") == (issuer or ""),
+            func.coalesce(m.tenant, "") == (tenant or ""),
+        )
+
+    def acknowledgements_in_app(
+        self, patient: str, *, issuers: frozenset[str], now: datetime
+    ) -> list[Acknowledgement]:
+        """The same for the SMART app: the answers given in the EHRs (issuers) that list its
+        FHIR server, or in any EHR when none does (the evidence must match all the same)."""
+        if not issuers:
+            return self._read(patient, now)
+        return self._read(patient, now, card_evidence_table.c.issuer.in_(sorted(issuers)))
+
+    def _read(self, patient: str, now: datetime, *where: Any) -> list[Acknowledgement]:
         m, f = card_evidence_table.c, feedback_table.c
         oldest = _utc_naive(now) - timedelta(days=self.cards.suppression_days)
-        query = _answers().where(m.patient_key == patient, f.received_at >= oldest)
-        if any_issuer_of is None:
-            query = query.where(
-                func.coalesce(m.issuer, "") == (issuer or ""),
-                func.coalesce(m.tenant, "") == (tenant or ""),
-            )
-        elif any_issuer_of:
-            query = query.where(m.issuer.in_(sorted(any_issuer_of)))
+        query = _answers().where(m.patient_key == patient, f.received_at >= oldest, *where)
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
         return [
