@@ -290,3 +290,35 @@ def test_cards_are_shown_when_the_answers_cannot_be_read(
 
     monkeypatch.setattr(app.extensions["cds_hooks"].screen.log, "acknowledgements", unreachable)
     assert "estradiol-low" in open_chart(app, client, keys, trt_man_prefetch())
+
+
+def test_metrics_count_findings_by_disposition_and_answers_by_rule_and_reason(
+    app: Flask, client: FlaskClient, keys: Keys
+) -> None:
+    from tests.cds_hooks.test_metrics import samples, value
+
+    first = open_chart(app, client, keys, trt_man_prefetch())
+    item = override(first["estradiol-low"])
+    item["overrideReason"]["userComment"] = "Patient Quill says he will come on Monday"
+    answer(client, keys, item)
+    answer(client, keys, override(first["monitoring-due"], reason=None))
+    local = {"code": "ehr-local-code", "system": "https://ehr.example.org/reasons"}
+    answer(client, keys, override(first["monitoring-due"], reason=local))
+    open_chart(app, client, keys, trt_man_prefetch())
+    text = client.get("/metrics").get_data(as_text=True)
+    found = samples(text)
+    findings = "anastrozole_cds_findings_total"
+    svc = {"service": PATIENT_VIEW}
+    assert value(found, findings, **svc, rule="estradiol-low", disposition="card") == 1
+    assert value(found, findings, **svc, rule="estradiol-low", disposition="acknowledged") == 1
+    assert value(found, findings, **svc, rule="dexa-due", disposition="grouped") == 1
+    assert value(found, findings, **svc, rule="anastrozole-intent", disposition="policy") == 2
+    answers = "anastrozole_cds_card_answers_total"
+    low = {**svc, "rule": "estradiol-low", "outcome": "overridden"}
+    assert value(found, answers, **low, override_reason="will-repeat-test") == 1
+    dexa = {**svc, "rule": "dexa-due", "outcome": "overridden"}
+    assert value(found, answers, **dexa, override_reason="none") == 1
+    assert value(found, answers, **dexa, override_reason="other") == 1
+    comments = "anastrozole_cds_card_answer_comments_total"
+    assert value(found, comments, **svc, rule="estradiol-low") == 1
+    assert "Quill" not in text and "ehr-local-code" not in text
