@@ -95,7 +95,8 @@ class CallScreen:
     def _not_acknowledged(self, findings: list[Finding], resources: Any) -> list[Finding]:
         if not findings:
             return []
-        by_reference = resources_by_reference(resources)
+        wanted = {reference for f in findings for reference in f.evidence}
+        by_reference = resources_by_reference(resources, wanted)
         self.evidence = {
             f.rule_id: evidence_fingerprint(f.evidence, by_reference) for f in findings
         }

@@ -86,13 +86,16 @@ def patient_key(key: bytes, patient_id: str) -> str:
     return hmac.new(key, b"patient\x00" + patient_id.encode(), hashlib.sha256).hexdigest()
 
 
-def resources_by_reference(resources: Any) -> dict[str, dict[str, Any]]:
+def resources_by_reference(
+    resources: Any, wanted: Iterable[str] | None = None
+) -> dict[str, dict[str, Any]]:
     """`Type/id` -> resource, for what a finding's evidence names (the first of a pair wins:
-    a draft order over the chart's)."""
+    a draft order over the chart's); only the `wanted` references, when given."""
+    ids = None if wanted is None else {ref.rpartition("/")[2] for ref in wanted}
     found: dict[str, dict[str, Any]] = {}
     for resource in iter_resources(resources):
         resource_id = resource.get("id")
-        if isinstance(resource_id, str) and resource_id:
+        if isinstance(resource_id, str) and resource_id and (ids is None or resource_id in ids):
             found.setdefault(f"{resource.get('resourceType')}/{resource_id}", resource)
     return found
 

@@ -191,7 +191,8 @@ def _acknowledged(
     test as the hooks' (runtime/acknowledgements.py): rule, evidence, severity and time."""
     if answers is None or not answers.acknowledgements:
         return None
-    evidence = evidence_fingerprint(finding.evidence, resources_by_reference(resources))
+    by_reference = resources_by_reference(resources, finding.evidence)
+    evidence = evidence_fingerprint(finding.evidence, by_reference)
     for answer in sorted(answers.acknowledgements, key=lambda a: a.at, reverse=True):
         if answer.keeps_away(
             finding.rule_id, finding.severity, evidence, answers.clock, answers.cards
