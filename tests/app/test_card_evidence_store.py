@@ -168,3 +168,24 @@ def test_a_finding_more_severe_than_the_card_that_was_answered_is_shown_again() 
     assert not answered.keeps_away("estradiol-low", Severity.CRITICAL, "e" * 64, NOW, cards)
     assert not answered.keeps_away("estradiol-low", Severity.WARNING, "f" * 64, NOW, cards)
     assert not answered.keeps_away("dexa-due", Severity.WARNING, "e" * 64, NOW, cards)
+
+
+def test_migration_0003_creates_the_table_as_the_code_defines_it() -> None:
+    """Read without Alembic: the column and index names the migration writes."""
+    import ast
+
+    migration = (
+        Path(__file__).resolve().parents[2] / "runtime/migrations/versions/0003_alert_burden.py"
+    )
+    tree = ast.parse(migration.read_text())
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
+    columns = [
+        node.args[0].value
+        for node in calls
+        if getattr(node.func, "attr", "") == "Column" and isinstance(node.args[0], ast.Constant)
+    ]
+    indexes = {
+        node.args[0].value for node in calls if getattr(node.func, "attr", "") == "create_index"
+    }
+    assert columns == [column.name for column in card_evidence_table.columns]
+    assert indexes == {index.name for index in card_evidence_table.indexes}
