@@ -77,6 +77,11 @@ def init_app(
         return FhirClient(access.server, access_token=access.token, limits=limits)
 
     cards = read_card_settings(settings.cards)
+    if cards.patient_key is None and store.engine.dialect.name != "sqlite":
+        log.warning(
+            "[cards] patient_key is not set: this instance hashes patient ids with its own "
+            "key; instances sharing this database must set the same patient_key"
+        )
     evidence_log = CardEvidenceLog(
         store, patient_key_secret(cards.patient_key, settings.instance_path), cards
     )
