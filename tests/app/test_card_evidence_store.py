@@ -189,3 +189,21 @@ def test_migration_0003_creates_the_table_as_the_code_defines_it() -> None:
     }
     assert columns == [column.name for column in card_evidence_table.columns]
     assert indexes == {index.name for index in card_evidence_table.indexes}
+
+
+@pytest.mark.integration
+def test_instances_sharing_postgresql_are_told_to_share_the_patient_key(
+    postgres_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from anastrozole_cds.app import create_app
+    from anastrozole_cds.settings import load_settings
+
+    create_app(load_settings(store_url=postgres_url, instance_path=tmp_path))
+    assert "instances sharing this database must set the same patient_key" in caplog.text
+    caplog.clear()
+    create_app(
+        load_settings(
+            store_url=postgres_url, instance_path=tmp_path, cards={"patient_key": "p" * 40}
+        )
+    )
+    assert "patient_key" not in caplog.text
