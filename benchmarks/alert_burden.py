@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -161,10 +162,15 @@ def run(cards: CardSettings, *, reopen_after: tuple[timedelta, ...] = ()) -> lis
         if reopen_after:
             service.answer_every_card(opened)
         for later, delay in zip(runs[1:], reopen_after, strict=True):
-            service.screen.clock = lambda delay=delay: datetime.now(UTC) + delay
+            service.screen.clock = _clock(delay)
             later.add(service.call(patient, "patient-view", []))
-        service.screen.clock = lambda: datetime.now(UTC)
+        service.screen.clock = _clock(timedelta(0))
     return runs
+
+
+def _clock(delay: timedelta) -> Callable[[], datetime]:
+    """The wall clock, `delay` ahead: when the chart is opened again."""
+    return lambda: datetime.now(UTC) + delay
 
 
 def measure() -> dict[str, Run]:
