@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cds_hooks.cards import CardContext, card_for, data_incomplete_card
+from cds_hooks.cards import CardContext, data_incomplete_card
 from cds_hooks.models import OrderSelectContext, OrderSignContext, PatientViewContext
 from cds_hooks.prefetch import Chart, merge
 from cds_hooks.services import CdsService
+from cds_hooks.suppression import CallScreen
 from clinical import build_record, evaluate, evaluate_record
 from clinical.finding import Finding
 from clinical.settings import Settings
@@ -40,9 +41,11 @@ def answer(
     now: datetime,
     settings: Settings,
     card_context: CardContext,
+    screen: CallScreen,
 ) -> HookAnswer:
     drafts = context.draft_resources()
-    record = build_record(merge(drafts, chart.resources), now)
+    resources = merge(drafts, chart.resources)
+    record = build_record(resources, now)
     findings = evaluate_record(record, now=now, settings=settings)
     if isinstance(context, OrderSignContext):  # order-select too: it extends order-sign
         findings = _about_the_orders(findings, context, drafts, chart, now=now, settings=settings)
@@ -52,10 +55,12 @@ def answer(
     skipped = [rule for rule in chart.skipped_rules() if settings.enabled(rule)]
     shown = [f for f in findings if f.rule_id not in skipped]
 
-    cards = [card_for(finding, card_context) for finding in shown]
+    # the [cards] policy, suppression by feedback, monitoring reminders together
+    rendered = screen.cards(shown, resources, card_context)
+    cards = [r.card for r in rendered]
     issued = [
-        IssuedCard(card["uuid"], service.id, finding.rule_id, finding.severity.value, hook_instance)
-        for card, finding in zip(cards, shown, strict=True)
+        IssuedCard(r.card["uuid"], service.id, r.topic, r.card["indicator"], hook_instance)
+        for r in rendered
     ]
     # A check skipped for want of data is said whether or not it spoke on what did arrive:
     # the missing part may hold what it would have spoken of (a Hy's law result on page two).

@@ -117,3 +117,73 @@ def metrics_for(app: Flask) -> Metrics:
     if metrics is None:
         metrics = app.extensions[EXTENSION] = Metrics.create(registry_for(app))
     return metrics
+
+
+# -- alert burden (docs/cds-hooks.md, "Alert burden"): kept apart from the counters above ------
+
+BURDEN_EXTENSION = "cds_hooks.burden_metrics"
+# Why a finding was or was not a card of its own: its own card, in a card of monitoring
+# reminders, left out by the hook's [cards] policy, or kept away by an acknowledgement.
+DISPOSITIONS = ("card", "grouped", "policy", "acknowledged")
+
+
+@dataclass(frozen=True)
+class BurdenMetrics:
+    """Findings by what became of them, and the answers to the cards by rule and reason."""
+
+    findings: Counter
+    answers: Counter
+    comments: Counter
+    _children: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None) -> BurdenMetrics:
+        prefix = "anastrozole_cds"
+        return cls(
+            findings=Counter(
+                f"{prefix}_findings",
+                "Findings of the hook calls by disposition: card, grouped (in a monitoring-due "
+                "card), policy (not shown at this hook), acknowledged (kept away by feedback).",
+                ("service", "rule", "disposition"),
+                registry=registry,
+            ),
+            answers=Counter(
+                f"{prefix}_card_answers",
+                "Feedback items by the rule of the card (each rule of a monitoring-due card), "
+                "outcome and override reason code (none, or other for a code no rule offers).",
+                ("service", "rule", "outcome", "override_reason"),
+                registry=registry,
+            ),
+            comments=Counter(
+                f"{prefix}_card_answer_comments",
+                "Feedback items that came with a user comment, by rule (counted, never stored "
+                "in a label).",
+                ("service", "rule"),
+                registry=registry,
+            ),
+        )
+
+    def count_finding(self, service_id: str, rule_id: str, disposition: str) -> None:
+        self._child(self.findings, service_id, rule_id, disposition).inc()
+
+    def count_answer(
+        self, service_id: str, rule_id: str, outcome: str, reason: str, *, commented: bool
+    ) -> None:
+        self._child(self.answers, service_id, rule_id, outcome, reason).inc()
+        if commented:
+            self._child(self.comments, service_id, rule_id).inc()
+
+    def _child(self, metric: Counter, *label_values: str) -> Any:
+        key = (id(metric), *label_values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*label_values)
+        return child
+
+
+def burden_metrics_for(app: Flask) -> BurdenMetrics:
+    """The app's alert-burden metrics, created with the first use."""
+    metrics: BurdenMetrics | None = app.extensions.get(BURDEN_EXTENSION)
+    if metrics is None:
+        metrics = app.extensions[BURDEN_EXTENSION] = BurdenMetrics.create(registry_for(app))
+    return metrics

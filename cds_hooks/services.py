@@ -14,11 +14,13 @@ from functools import cache
 from typing import Any
 from urllib.parse import quote
 
+from cds_hooks.policy import describe, policy_extension
 from clinical.rules import CORE_INPUTS, Input
 from clinical.valuesets import CPT, LOINC, SNOMED
 from clinical.valuesets import load as load_valuesets
 from ehr.client import resource_type_of
 from ehr.urls import encode_search
+from runtime.card_settings import CardSettings
 
 PATIENT_TOKEN = "{{context.patientId}}"
 
@@ -93,9 +95,9 @@ SERVICES: dict[str, CdsService] = {
             "anastrozole-monitor-order-select",
             "order-select",
             "Anastrozole order check (select)",
-            "When anastrozole (or a drug that interacts with it) is selected for ordering: the "
-            "intent, dose and sex fit, interactions, and the baseline monitoring that should "
-            "come with starting it. Orders unrelated to aromatase inhibitors get no cards.",
+            "When anastrozole (or a drug that interacts with it) is selected for ordering: what "
+            "the order brings (dose and sex fit for the intent, interactions, and what else is "
+            "wrong in the monitoring). Orders unrelated to aromatase inhibitors get no cards.",
         ),
         CdsService(
             "anastrozole-monitor-order-sign",
@@ -246,18 +248,24 @@ def prefetch_templates() -> tuple[PrefetchTemplate, ...]:
     )
 
 
-def discovery_document(*, relative_dates: bool) -> dict[str, Any]:
-    """The body of GET /cds-services."""
+def discovery_document(
+    *, relative_dates: bool, cards: CardSettings | None = None
+) -> dict[str, Any]:
+    """The body of GET /cds-services. Each service says which cards it shows (the `[cards]`
+    policy) in its description, and for machines in its `extension` (CDS Hooks 2.0 allows
+    one on every service of the discovery response)."""
+    cards = cards or CardSettings()
     prefetch = {t.key: t.template(relative_dates=relative_dates) for t in prefetch_templates()}
     return {
         "services": [
             {
                 "hook": service.hook,
                 "title": service.title,
-                "description": service.description,
+                "description": f"{service.description} {describe(cards.for_hook(service.hook), cards)}",
                 "id": service.id,
                 "prefetch": prefetch,
                 "usageRequirements": USAGE_REQUIREMENTS,
+                "extension": policy_extension(cards.for_hook(service.hook), cards),
             }
             for service in SERVICES.values()
         ]

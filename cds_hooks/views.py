@@ -18,7 +18,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from cds_hooks.auth import AuthError, Caller, JwtVerifier
 from cds_hooks.cards import CardContext
 from cds_hooks.hook import answer
-from cds_hooks.metrics import UNKNOWN, Metrics, metrics_for
+from cds_hooks.metrics import UNKNOWN, Metrics, burden_metrics_for, metrics_for
 from cds_hooks.models import RequestProblem, parse_feedback, parse_hook_request
 from cds_hooks.openapi import openapi_document
 from cds_hooks.prefetch import (
@@ -29,9 +29,12 @@ from cds_hooks.prefetch import (
     gather_chart,
 )
 from cds_hooks.services import SERVICES, CdsService, discovery_document, prefetch_templates
+from cds_hooks.suppression import CardScreen
 from clinical.rules import CATALOGUE, RULES
 from clinical.settings import Settings as ClinicalSettings
 from ehr.client import ClientLimits, FhirClient
+from runtime.acknowledgements import CardEvidenceLog, patient_key_secret
+from runtime.card_settings import CardSettings, read_card_settings
 from runtime.settings import ProductSettings
 from runtime.store import FeedbackRecord, Store, StoreError
 
@@ -51,6 +54,8 @@ class HooksRuntime:
     clinical: ClinicalSettings
     client_factory: ClientFactory
     metrics: Metrics
+    cards: CardSettings
+    screen: CardScreen  # the [cards] policy and suppression by feedback
 
 
 def init_app(
@@ -71,6 +76,15 @@ def init_app(
     def default_client(access: FhirAccess) -> FhirClient:
         return FhirClient(access.server, access_token=access.token, limits=limits)
 
+    cards = read_card_settings(settings.cards)
+    if cards.patient_key is None and store.engine.dialect.name != "sqlite":
+        log.warning(
+            "[cards] patient_key is not set: this instance hashes patient ids with its own "
+            "key; instances sharing this database must set the same patient_key"
+        )
+    evidence_log = CardEvidenceLog(
+        store, patient_key_secret(cards.patient_key, settings.instance_path), cards
+    )
     app.extensions[EXTENSION] = HooksRuntime(
         settings=settings,
         store=store,
@@ -78,6 +92,8 @@ def init_app(
         clinical=settings.clinical_settings(),
         client_factory=client_factory or default_client,
         metrics=metrics_for(app),
+        cards=cards,
+        screen=CardScreen(evidence_log, cards, burden_metrics_for(app)),
     )
     app.register_blueprint(blueprint)
 
@@ -167,7 +183,9 @@ def discovery() -> Response:
     if runtime.settings.discovery_requires_jwt:
         _caller(f"{base_url(runtime.settings)}/cds-services")
     return json_response(
-        discovery_document(relative_dates=runtime.settings.prefetch_relative_dates)
+        discovery_document(
+            relative_dates=runtime.settings.prefetch_relative_dates, cards=runtime.cards
+        )
     )
 
 
@@ -240,6 +258,9 @@ def call_service(service_id: str) -> Response:
             if isinstance(draft.get("id"), str)
         },
     )
+    screen = runtime.screen.for_call(
+        service.id, service.hook, context.patientId, caller.issuer, caller.tenant
+    )
     result = answer(
         service,
         hook_request.hookInstance,
@@ -248,8 +269,10 @@ def call_service(service_id: str) -> Response:
         now=now,
         settings=runtime.clinical,
         card_context=card_context,
+        screen=screen,
     )
     runtime.store.record_issued_cards(result.issued)
+    runtime.screen.remember(screen)
     for card in result.cards:  # the data-incomplete card too, by its topic
         runtime.metrics.count_card(service.id, card["source"]["topic"]["code"], card["indicator"])
     for gap in chart.gaps:
@@ -304,6 +327,7 @@ def feedback(service_id: str) -> Response:
     stored = runtime.store.record_feedback(records, issuer=caller.issuer)
     for record in records:
         runtime.metrics.count_feedback(service.id, record.outcome)
+    runtime.screen.count_answers(service.id, records)  # by rule and reason, for /metrics
     log.info("%s: %d feedback items stored", service.id, stored)
     return json_response({"received": stored})
 

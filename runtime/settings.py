@@ -33,6 +33,7 @@ from pydantic_settings import (
 from clinical.rules import RULE_IDS
 from clinical.settings import Settings as ClinicalSettings
 from ehr.urls import canonical_base_url
+from runtime.card_settings import CardSettingError, read_card_settings
 
 ENV_PREFIX = "ANASTROZOLE_CDS_"
 CONFIG_ENV = f"{ENV_PREFIX}CONFIG"
@@ -134,6 +135,9 @@ class ProductSettings(BaseSettings):
     # The SMART app's settings from the TOML file, as written: the SMART app reads and checks
     # them (its ANASTROZOLE_CDS_SMART_* variables win).
     smart: dict[str, Any] = Field(default_factory=dict)
+    # Which cards each hook shows and how long an answered card stays away
+    # (runtime/card_settings.py; docs/cds-hooks.md, "Alert burden").
+    cards: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("public_base_url", "smart_launch_url")
     @classmethod
@@ -158,6 +162,10 @@ class ProductSettings(BaseSettings):
         if len(names) != len(set(names)):
             raise ValueError("an issuer is listed twice")
         self.clinical_settings()  # unknown or malformed clinical keys fail at start-up
+        try:
+            read_card_settings(self.cards)
+        except CardSettingError as error:
+            raise SettingError(error.name, error.problem) from None
         return self
 
     @classmethod

@@ -60,6 +60,8 @@ def init_app(
     # Imported here, not above: `anastrozole-cds keys` loads this package and needs none of
     # the app (importing it all took 2 s of every command's start).
     from ehr.client import ClientLimits
+    from runtime.acknowledgements import CardEvidenceLog, patient_key_secret
+    from runtime.card_settings import read_card_settings
     from runtime.store import Store
     from smartapp.discovery import Discovery
     from smartapp.flow import SmartRuntime
@@ -74,6 +76,10 @@ def init_app(
         load_signing_key(smart.private_key_file)
         if smart.client_auth == "private_key_jwt" and smart.private_key_file
         else None
+    )
+    cards = read_card_settings(settings.cards)
+    acknowledgements = CardEvidenceLog(
+        store, patient_key_secret(cards.patient_key, settings.instance_path), cards
     )
     app.extensions[EXTENSION] = SmartRuntime(
         product=settings,
@@ -95,6 +101,7 @@ def init_app(
             max_workers=settings.fhir_max_parallel,
         ),
         clinical=settings.clinical_settings(),
+        acknowledgements=acknowledgements,
     )
     if blueprint.name not in app.blueprints:
         app.register_blueprint(blueprint)

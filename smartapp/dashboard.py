@@ -23,10 +23,18 @@ from clinical.finding import Finding, Intent, Severity
 from clinical.intent import infer_intent
 from clinical.reader import iter_resources
 from clinical.record import LabResult, PatientRecord, format_number
-from clinical.rules import title_of
+from clinical.rules import RULES, title_of
 from clinical.rules.dexa_due import lowest_recent_t_score
 from clinical.rules.liver_panel_due import TRANSAMINASES, last_liver_panel, transaminase
 from clinical.settings import Settings
+from runtime.acknowledgements import (
+    ACCEPTED,
+    Acknowledgement,
+    evidence_fingerprint,
+    lockout,
+    resources_by_reference,
+)
+from runtime.card_settings import CardSettings
 from smartapp.trend import TrendChart, trend_chart
 
 SEVERITY_LABEL = {
@@ -54,6 +62,24 @@ class Banner:
 
 
 @dataclass(frozen=True)
+class Answers:
+    """The answers to this patient's cards in the EHR, as of `clock` (the wall clock)."""
+
+    acknowledgements: tuple[Acknowledgement, ...]
+    clock: datetime
+    cards: CardSettings
+
+
+@dataclass(frozen=True)
+class AcknowledgedView:
+    """A finding the EHR keeps away as a card, because a clinician answered it."""
+
+    reason: str  # "Will repeat the test", "Suggested order accepted"
+    on: str  # the day it was answered
+    until: str  # the last day it stays away, unless its evidence changes
+
+
+@dataclass(frozen=True)
 class FindingView:
     rule_id: str
     title: str
@@ -64,6 +90,7 @@ class FindingView:
     evidence: tuple[str, ...]
     suggested_orders: tuple[str, ...]
     highlighted: bool
+    acknowledged: AcknowledgedView | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +151,7 @@ def build_dashboard(
     settings: Settings,
     app_context: str | None = None,
     fetch_gaps: tuple[str, ...] = (),
+    answers: Answers | None = None,
 ) -> Dashboard:
     record = build_record(resources, now)
     findings = evaluate_record(record, now=now, settings=settings)
@@ -138,7 +166,10 @@ def build_dashboard(
     return Dashboard(
         as_of=now.date().isoformat(),
         banner=_banner(record, resources),
-        findings=tuple(_finding_view(f, f.rule_id == highlight) for f in findings),
+        findings=tuple(
+            _finding_view(f, f.rule_id == highlight, _acknowledged(f, resources, answers))
+            for f in findings
+        ),
         counts=counts,
         chart=chart,
         monitoring=_monitoring(record, by_rule, settings, now),
@@ -153,7 +184,39 @@ def build_dashboard(
 # -- pieces ---------------------------------------------------------------------------------------
 
 
-def _finding_view(finding: Finding, highlighted: bool) -> FindingView:
+def _acknowledged(
+    finding: Finding, resources: Any, answers: Answers | None
+) -> AcknowledgedView | None:
+    """How the EHR's cards treat this finding now: kept away by an answer, or not. The same
+    test as the hooks' (runtime/acknowledgements.py): rule, evidence, severity and time."""
+    if answers is None or not answers.acknowledgements:
+        return None
+    by_reference = resources_by_reference(resources, finding.evidence)
+    evidence = evidence_fingerprint(finding.evidence, by_reference)
+    for answer in sorted(answers.acknowledgements, key=lambda a: a.at, reverse=True):
+        if answer.keeps_away(
+            finding.rule_id, finding.severity, evidence, answers.clock, answers.cards
+        ):
+            until = answer.at + lockout(finding.severity, answers.cards)
+            return AcknowledgedView(
+                _reason_text(answer), answer.at.date().isoformat(), until.date().isoformat()
+            )
+    return None
+
+
+def _reason_text(answer: Acknowledgement) -> str:
+    if answer.outcome == ACCEPTED:
+        return "Suggested order accepted"
+    for rule in (RULES.get(answer.rule_id), *RULES.values()):
+        for reason in rule.override_reasons if rule else ():
+            if reason.code == answer.reason_code:
+                return reason.display
+    return f"Reason {answer.reason_code}"  # a code of the EHR's own
+
+
+def _finding_view(
+    finding: Finding, highlighted: bool, acknowledged: AcknowledgedView | None = None
+) -> FindingView:
     detail = finding.detail.strip()
     gaps = [gap for gap in finding.data_gaps if gap not in detail]
     if gaps:  # as the card says them (cds_hooks.cards)
@@ -170,6 +233,7 @@ def _finding_view(finding: Finding, highlighted: bool) -> FindingView:
         evidence=finding.evidence,
         suggested_orders=tuple(order.label for order in finding.suggested_orders),
         highlighted=highlighted,
+        acknowledged=acknowledged,
     )
 
 

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from clinical.settings import Settings as ClinicalSettings
 from ehr.client import ClientLimits
+from runtime.acknowledgements import CardEvidenceLog
 from runtime.settings import ProductSettings
 from smartapp.config import SmartSettings, normalise_issuer
 from smartapp.discovery import Discovery, DiscoveryError
@@ -53,6 +54,8 @@ class SmartRuntime:
     fhir_limits: ClientLimits
     clinical: ClinicalSettings
     styles: EhrStyles = field(default_factory=EhrStyles)  # the EHRs' smart_style_url, as CSS
+    # the answers to the EHR's cards, to mark findings "acknowledged" (docs/smart-app.md)
+    acknowledgements: CardEvidenceLog | None = None
     refresh_locks: tuple[threading.Lock, ...] = field(
         default_factory=lambda: tuple(threading.Lock() for _ in range(REFRESH_LOCK_STRIPES))
     )

@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from sqlalchemy.exc import DBAPIError
+
 from ehr.client import FhirClient
-from smartapp.dashboard import Dashboard, build_dashboard
+from runtime.settings import normalise_base_url
+from smartapp.dashboard import Answers, Dashboard, build_dashboard
 from smartapp.errors import AppError, Problem
 from smartapp.fetch import FetchedChart, fetch_chart
 from smartapp.flow import SmartRuntime, fresh_session, refresh_session
@@ -51,4 +54,26 @@ def load_dashboard(runtime: SmartRuntime, session: SmartSession, clock: datetime
         settings=runtime.clinical,
         app_context=session.app_context,
         fetch_gaps=fetched.gaps,
+        answers=_answers(runtime, session, clock),
     )
+
+
+def _answers(runtime: SmartRuntime, session: SmartSession, clock: datetime) -> Answers | None:
+    """The answers given to this patient's cards in the EHRs that list this FHIR server."""
+    log_ = runtime.acknowledgements
+    if log_ is None:
+        return None
+    server = normalise_base_url(session.iss)
+    issuers = frozenset(
+        issuer.iss
+        for issuer in runtime.product.issuers
+        if server in {normalise_base_url(s) for s in issuer.fhir_servers}
+    )
+    try:
+        found = log_.acknowledgements_in_app(
+            log_.patient(session.patient), issuers=issuers, now=clock
+        )
+    except DBAPIError as error:  # the page is still worth showing without the marks
+        log.warning("acknowledgements unavailable: %s", type(error).__name__)
+        return None
+    return Answers(tuple(found), clock, log_.cards)

@@ -23,7 +23,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from anastrozole_cds.app import create_app
 from cds_hooks import auth
 from cds_hooks.codes import DATA_INCOMPLETE_TOPIC
+from cds_hooks.metrics import DISPOSITIONS
+from cds_hooks.policy import MONITORING_TOPIC
 from cds_hooks.services import SERVICES, prefetch_templates
+from cds_hooks.suppression import KNOWN_REASONS
 from clinical.rules import RULE_IDS
 from ehr.client import FAULTS as FAULT_CLASS_NAMES
 from runtime.settings import ProductSettings
@@ -57,10 +60,12 @@ PATIENT_KEY = next(t.key for t in prefetch_templates() if t.query.startswith("Pa
 FIXED_LABEL_VALUES = {
     "service": {*SERVICES, "unknown"},
     "hook": {*(s.hook for s in SERVICES.values()), "unknown"},
-    "rule": {*RULE_IDS, DATA_INCOMPLETE_TOPIC},
+    "rule": {*RULE_IDS, DATA_INCOMPLETE_TOPIC, MONITORING_TOPIC, "unknown"},
     "indicator": {"info", "warning", "critical"},
     "key": {t.key for t in prefetch_templates()},
     "outcome": {"accepted", "overridden"},
+    "disposition": set(DISPOSITIONS),
+    "override_reason": {*KNOWN_REASONS, "none", "other"},
 }
 
 
@@ -426,5 +431,5 @@ def test_two_workers_are_added_up_in_one_scrape(two_workers: Any) -> None:
     assert calls(scraped, "200") == made
     latency = {"service": PATIENT_VIEW}
     assert value(scraped, "anastrozole_cds_call_duration_seconds_count", **latency) == made
-    intent = {"service": PATIENT_VIEW, "rule": "anastrozole-intent", "indicator": "info"}
-    assert value(scraped, "anastrozole_cds_cards_total", **intent) == made
+    low = {"service": PATIENT_VIEW, "rule": "estradiol-low", "indicator": "warning"}
+    assert value(scraped, "anastrozole_cds_cards_total", **low) == made

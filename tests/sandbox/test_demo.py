@@ -20,6 +20,7 @@ from anastrozole_cds.cli import main
 from sandbox.patients import patient
 from sandbox.processes import free_port
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.cds_hooks.card_defaults import cards_by_default
 
 ROOT = Path(__file__).parents[2]
 pytestmark = pytest.mark.integration
@@ -75,14 +76,15 @@ def test_the_demo_prints_its_fhir_server_for_check(
     assert result.exit_code == 0, result.output
     cards = orjson.loads(result.stdout)["cards"]
     assert {card["source"]["topic"]["code"]: card["indicator"] for card in cards} == (
-        item.expected_cards
+        cards_by_default("patient-view", item.expected_cards, intent_unclear=False)
     )
 
 
 def test_a_patient_page_shows_the_cards_its_bundle_states(demo: tuple[object, str]) -> None:
     _, url = demo
     page = requests.get(f"{url}patients/trt-low-e2", timeout=30).text
-    expected = patient("trt-low-e2").expected_cards
+    stated = patient("trt-low-e2").expected_cards  # its intent is TRT modulation
+    expected = cards_by_default("patient-view", stated, intent_unclear=False)
     shown = re.findall(r"(CRITICAL|WARNING|INFO) <span class='topic'>([a-z-]+)<", page)
     assert {rule: level.lower() for level, rule in shown} == expected
 
