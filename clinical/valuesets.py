@@ -61,6 +61,24 @@ class ValueSets:
             found = found | self.names_by_term[term.lower()]
         return found
 
+    def names_for_product(self, text: str | None) -> frozenset[str]:
+        """The value sets of the drug a product's name names: the drug names in it, less
+        those that only describe it ("Anastrozole 0.5 mg (estrogen blocker)" is anastrozole,
+        not an estrogen): a name in brackets when one stands outside them, and a name
+        followed by "blocker", "inhibitor" and the like."""
+        if not text:
+            return _NONE
+        matches = [
+            match
+            for match in self.text_pattern.finditer(text)
+            if not _DESCRIBES.match(text, match.end())
+        ]
+        outside = [match for match in matches if not _in_brackets(text, match.start())]
+        found = _NONE
+        for match in outside or matches:
+            found = found | self.names_by_term[match.group(0).lower()]
+        return found
+
     def codes(self, name: str) -> tuple[Coding, ...]:
         return self.codings[name]
 
@@ -89,6 +107,16 @@ class ValueSets:
 
 
 _NONE: frozenset[str] = frozenset()
+# A drug name used to describe another drug: "estrogen blocker", "aromatase inhibitor".
+_DESCRIBES = re.compile(
+    r"\s*-?\s*(?:blockers?|inhibitors?|antagonists?|suppress\w*|receptor|modulators?|lowering)\b",
+    re.IGNORECASE,
+)
+
+
+def _in_brackets(text: str, position: int) -> bool:
+    before = text[:position]
+    return before.count("(") > before.count(")") or before.count("[") > before.count("]")
 
 
 def _icd_with_dot(code: str) -> str:

@@ -545,7 +545,9 @@ def test_a_lab_result_keeps_every_field_the_reader_reads_and_drops_the_rest() ->
     lab = {
         **ESTRADIOL,
         "method": {"text": "LC-MS/MS"},
-        "referenceRange": [{"low": {"value": 10, "unit": "pg/mL"}, "high": high, "text": "10-40"}],
+        "referenceRange": [
+            {"low": {"value": 10, "unit": "pg/mL"}, "high": high, "text": "10-40", "age": {}}
+        ],
         "performer": [{"reference": "Organization/lab"}],
         "meta": {"versionId": "3"},
         "interpretation": [{"text": "Normal"}],
@@ -554,7 +556,8 @@ def test_a_lab_result_keeps_every_field_the_reader_reads_and_drops_the_rest() ->
     assert kept is not None
     assert kept[1] == {
         **{k: v for k, v in lab.items() if k in LAB_OBSERVATION_FIELDS},
-        "referenceRange": [{"high": high}],
+        # a range's bounds, type and text (the lab's postmenopausal interval); not its age
+        "referenceRange": [{"low": {"value": 10, "unit": "pg/mL"}, "high": high, "text": "10-40"}],
     }
     _same_as_decoding_everything(orjson.dumps(_bundle(PATIENT, lab)))
 

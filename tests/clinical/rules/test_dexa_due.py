@@ -203,9 +203,16 @@ def test_a_renewal_written_as_a_new_order_does_not_ask_for_a_new_baseline() -> N
     assert run(dexa_due, resources) == []
 
 
-def test_a_future_dated_course_does_not_say_a_negative_time_on_it() -> None:
-    finding = fires(dexa_due, oncology_woman(ana=anastrozole_daily(start=ahead(60))))
+def test_a_course_planned_to_start_later_does_not_say_a_negative_time_on_it() -> None:
+    planned = anastrozole_daily(start=ago(1))
+    planned["dosageInstruction"][0]["timing"]["repeat"]["boundsPeriod"] = {"start": ahead(60)}
+    finding = fires(dexa_due, oncology_woman(ana=planned))
     assert "months" not in finding.detail.split("\n")[0]
+    assert " for " not in finding.detail.split("\n")[0]
+
+
+def test_an_order_authored_in_the_future_is_left_out() -> None:
+    assert run(dexa_due, oncology_woman(ana=anastrozole_daily(start=ahead(60)))) == []
 
 
 def test_a_dxa_order_left_open_longer_than_the_interval_no_longer_silences_it() -> None:
