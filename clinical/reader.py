@@ -694,6 +694,8 @@ class _Reader:
             # A tuple, not `int | float`: isinstance is cheaper with one, on the hot path.
             if isinstance(raw, (int, float)) and not isinstance(raw, bool):
                 number = float(raw)
+                if number - number != 0:  # inf or nan (1e999 read by a lenient parser)
+                    number = None
             unit = str(quantity.get("code") or quantity.get("unit") or "")
             comparator = quantity.get("comparator")
             if comparator not in ("<", "<=", ">", ">="):
@@ -708,8 +710,6 @@ class _Reader:
                 unit = _RESULT_FLAG.sub("", match.group(3))
         elif isinstance(resource.get("valueInteger"), int):
             number = float(resource["valueInteger"])
-        if number is not None and not math.isfinite(number):
-            number = None  # 1e999 read by a lenient parser: no value
         method_text = _method_text(resource.get("method"))
         kind = _kind_of(groups)
         sent = (
@@ -1223,17 +1223,19 @@ def check_one_patient(by_type: dict[str, list[dict[str, Any]]]) -> None:
     urn:uuid of no Patient here), is read as the one patient's."""
     patients = by_type.get("Patient", ())
     ids = {p["id"] for p in patients if isinstance(p.get("id"), str)}
-    named: set[str] = set()
+    references: set[str] = set()  # a chart names its patient one way: each text judged once
     for resource_type, resources in by_type.items():
         if resource_type == "Patient" or resource_type not in _READ_TYPES:
             continue
         for resource in resources:
             subject = resource.get("subject") or resource.get("patient")
-            reference = subject.get("reference") if isinstance(subject, dict) else None
-            if isinstance(reference, str):
-                patient = _patient_named(reference, ids)
-                if patient is not None:
-                    named.add(patient)
+            if subject.__class__ is dict:
+                reference = subject.get("reference")
+                if reference.__class__ is str:
+                    references.add(reference)
+    named = {
+        patient for reference in references if (patient := _patient_named(reference, ids))
+    }
     everyone = ids | named
     anonymous = len(patients) - sum(1 for p in patients if isinstance(p.get("id"), str))
     count = len(everyone) + (anonymous if len(patients) > 1 else 0)
@@ -1319,8 +1321,11 @@ LAB_OBSERVATION_FIELDS = (
     "component",
     "subject",  # whose result it is (`check_one_patient`)
 )
-# ...and of each entry of its referenceRange (`_reference_high`, `_postmenopausal_range`).
-LAB_REFERENCE_RANGE_FIELDS = ("high", "low", "type", "appliesTo", "text")
+# ...and of each entry of its referenceRange (`_reference_high`); for estradiol and FSH also
+# what `_postmenopausal_range` reads.
+LAB_REFERENCE_RANGE_FIELDS = ("high",)
+MENOPAUSE_REFERENCE_RANGE_FIELDS = ("high", "low", "type", "appliesTo", "text")
+MENOPAUSE_RANGE_VALUESETS = frozenset({"estradiol-serum", "fsh"})
 
 
 # Observations are read only by `_Reader.observation`: not as targets of references (these).
@@ -1378,7 +1383,11 @@ def _postmenopausal_range(
     if not isinstance(ranges, list):
         return None
     for entry in ranges:
-        if not isinstance(entry, dict) or not _says_postmenopausal(entry):
+        if (
+            not isinstance(entry, dict)
+            or ("type" not in entry and "appliesTo" not in entry and "text" not in entry)
+            or not _says_postmenopausal(entry)
+        ):
             continue
         bounds: list[float | None] = []
         for side in ("low", "high"):
