@@ -91,7 +91,8 @@ _ReferenceRange = TypedDict(  # type: ignore[misc]
 _MenopauseRange = TypedDict(  # type: ignore[misc]
     "_MenopauseRange", dict.fromkeys(MENOPAUSE_REFERENCE_RANGE_FIELDS, Any), total=False
 )
-_Subject = TypedDict("_Subject", {"reference": Any}, total=False)  # not its display
+class _Subject(TypedDict, total=False):
+    reference: Any  # not its display
 _LAB_FIELDS: dict[str, Any] = {
     **dict.fromkeys(LAB_OBSERVATION_FIELDS, Any),
     "referenceRange": list[_ReferenceRange],  # not a list of objects: orjson decides
@@ -145,9 +146,7 @@ def read_lazily(data: bytes, valuesets: ValueSets) -> list[dict[str, Any]] | Non
         if reading == "unread":
             continue
         resource = (
-            _lab_observation(raw, code)
-            if reading == "lab"
-            else orjson.loads(memoryview(raw))
+            _lab_observation(raw, code) if reading == "lab" else orjson.loads(memoryview(raw))
         )
         # As `iter_resources` does with a Bundle's entries: objects only, and an id from a
         # urn:uuid fullUrl where the resource has none.

@@ -6,7 +6,6 @@ Real EHR data is messy: a resource that cannot be read is left out and the recor
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
@@ -1218,7 +1217,7 @@ _READ_TYPES = frozenset(resource_type for resource_type, _ in _READERS)
 
 def check_one_patient(by_type: dict[str, list[dict[str, Any]]]) -> None:
     """Raise MixedPatientsError when the resources are about more than one patient: two
-    Patient resources, or a subject (or patient) naming another one. A resource that names
+    Patient resources, or a subject naming another one. A resource that names
     no patient, or names one in a way that cannot be told (a conditional reference, a
     urn:uuid of no Patient here), is read as the one patient's."""
     patients = by_type.get("Patient", ())
@@ -1228,14 +1227,12 @@ def check_one_patient(by_type: dict[str, list[dict[str, Any]]]) -> None:
         if resource_type == "Patient" or resource_type not in _READ_TYPES:
             continue
         for resource in resources:
-            subject = resource.get("subject") or resource.get("patient")
+            subject = resource.get("subject")
             if subject.__class__ is dict:
                 reference = subject.get("reference")
                 if reference.__class__ is str:
                     references.add(reference)
-    named = {
-        patient for reference in references if (patient := _patient_named(reference, ids))
-    }
+    named = {patient for reference in references if (patient := _patient_named(reference, ids))}
     everyone = ids | named
     anonymous = len(patients) - sum(1 for p in patients if isinstance(p.get("id"), str))
     count = len(everyone) + (anonymous if len(patients) > 1 else 0)
