@@ -13,10 +13,15 @@ from datetime import datetime
 from typing import Any
 
 from cds_hooks.cards import CardContext, card_for, data_incomplete_card
-from cds_hooks.models import OrderSelectContext, OrderSignContext, PatientViewContext
+from cds_hooks.models import (
+    OrderSelectContext,
+    OrderSignContext,
+    PatientViewContext,
+    RequestProblem,
+)
 from cds_hooks.prefetch import Chart, merge
 from cds_hooks.services import CdsService
-from clinical import build_record, evaluate
+from clinical import MixedPatientsError, build_record, evaluate
 from clinical.finding import Finding
 from clinical.settings import Settings
 from runtime.store import IssuedCard
@@ -42,7 +47,13 @@ def answer(
     card_context: CardContext,
 ) -> HookAnswer:
     drafts = context.draft_resources()
-    findings = evaluate(merge(drafts, chart.resources), now=now, settings=settings)
+    try:
+        findings = evaluate(merge(drafts, chart.resources), now=now, settings=settings)
+    except MixedPatientsError as error:  # draft orders about another patient: a 400
+        raise RequestProblem(
+            "the draft orders and the chart are about more than one patient",
+            [{"field": "context.draftOrders", "problem": str(error)}],
+        ) from None
     if isinstance(context, OrderSignContext):  # order-select too: it extends order-sign
         findings = _about_the_orders(findings, context, drafts, chart, now=now, settings=settings)
     shown = [f for f in findings if not chart.withheld(f.rule_id)]

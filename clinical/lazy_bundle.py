@@ -91,8 +91,12 @@ _ReferenceRange = TypedDict(  # type: ignore[misc]
 _MenopauseRange = TypedDict(  # type: ignore[misc]
     "_MenopauseRange", dict.fromkeys(MENOPAUSE_REFERENCE_RANGE_FIELDS, Any), total=False
 )
+
+
 class _Subject(TypedDict, total=False):
     reference: Any  # not its display
+
+
 _LAB_FIELDS: dict[str, Any] = {
     **dict.fromkeys(LAB_OBSERVATION_FIELDS, Any),
     "referenceRange": list[_ReferenceRange],  # not a list of objects: orjson decides

@@ -79,7 +79,15 @@ class SmartSettings(BaseSettings):
     # (MedicationStatement), DXA images (ImagingStudy). Without them the page may call a DXA
     # due that is already ordered, where the CDS card (given them by prefetch) would not.
     extra_resources: tuple[
-        Literal["MedicationStatement", "ServiceRequest", "ImagingStudy"], ...
+        Literal[
+            "MedicationStatement",
+            "ServiceRequest",
+            "ImagingStudy",
+            "MedicationAdministration",
+            "List",
+            "DocumentReference",
+        ],
+        ...,
     ] = ()
 
     # Talking to the EHR.

@@ -50,6 +50,16 @@ OPTIONAL_QUERIES = {
         "ServiceRequest?patient={}&status=active,draft,on-hold&_count=100",
     ),
     "ImagingStudy": ("DXA imaging studies", "ImagingStudy?patient={}&_count=50"),
+    "MedicationAdministration": (
+        "medications given in clinic",
+        "MedicationAdministration?patient={}&_count=100",
+    ),
+    "List": ("medication lists", "List?patient={}&_count=50"),
+    "DocumentReference": (
+        "DXA reports filed as documents",
+        "DocumentReference?patient={}&type=http://loinc.org|38269-7,http://loinc.org|38268-9"
+        "&_count=20",
+    ),
 }
 
 

@@ -72,9 +72,7 @@ def liver_injury_on_ai(record: PatientRecord, settings: Settings, now: datetime)
     ]
     evidence = [result.ref, course.ref]
     if bilirubin is not None:
-        lines.append(
-            lab_line(bilirubin) + (" (above 2x ULN)" if jaundice else "")
-        )
+        lines.append(lab_line(bilirubin) + (" (above 2x ULN)" if jaundice else ""))
         evidence.append(bilirubin.ref)
     lines += pattern.lines
     evidence += pattern.refs

@@ -58,7 +58,7 @@ def _codings(resource: Resource, parameter: str) -> list[tuple[str | None, str |
             (series.get("modality", {}).get("system"), series.get("modality", {}).get("code"))
             for series in resource.get("series") or ()
         ]
-    concept = resource.get("code")
+    concept = resource.get("type") if parameter == "type" else resource.get("code")
     if resource.get("resourceType") == "MedicationRequest":
         concept = resource.get("medicationCodeableConcept")
     codings = concept.get("coding", []) if isinstance(concept, dict) else []
@@ -97,7 +97,7 @@ def search(resources: Iterable[Resource], query: str) -> list[Resource]:
     for name, value in params:
         if name == "patient":
             found = [r for r in found if _subject_is(r, value)]
-        elif name in ("code", "status", "modality"):
+        elif name in ("code", "status", "modality", "type"):
             found = [r for r in found if _token_matches(r, name, value)]
         elif name in ("date", "authored"):
             since = value[2:] if value.startswith("ge") else value

@@ -114,12 +114,12 @@ def test_no_banner_when_the_ehr_shows_its_own(tmp_path: Path, every_patient: San
 def test_the_rule_of_the_card_that_opened_the_app_is_marked(
     tmp_path: Path, every_patient: Sandboxes
 ) -> None:
-    page = page_for(tmp_path, every_patient, LOW_E2, app_context='{"rule": "dexa-due"}')
+    page = page_for(tmp_path, every_patient, LOW_E2, app_context='{"rule": "estradiol-low"}')
     marked = re.findall(r'<li id="finding-([^"]+)" class="finding [^"]*highlighted[^"]*"', page)
-    assert marked == ["dexa-due"]
-    assert 'data-rule="dexa-due" data-severity="info" aria-current="true"' in page
-    assert 'href="#finding-dexa-due"' in page
-    assert "Opened from the card DXA bone density scan due" in text(page)
+    assert marked == ["estradiol-low"]
+    assert 'data-rule="estradiol-low" data-severity="warning" aria-current="true"' in page
+    assert 'href="#finding-estradiol-low"' in page
+    assert "Opened from the card Estradiol below the floor" in text(page)
 
 
 def test_a_card_that_no_longer_fires_is_said(tmp_path: Path, every_patient: Sandboxes) -> None:

@@ -173,7 +173,9 @@ def test_ovarian_function_recovering_on_the_ai_warns_despite_an_older_menopause_
 
 
 def test_a_premenopausal_estradiol_on_an_ai_is_itself_a_finding() -> None:
-    finding = fires(premenopausal_on_ai, young_woman(lab(ESTRADIOL, 140, "pg/mL", rid="e2", when=ago(5))))
+    finding = fires(
+        premenopausal_on_ai, young_woman(lab(ESTRADIOL, 140, "pg/mL", rid="e2", when=ago(5)))
+    )
     assert "ovarian function present" in finding.summary
 
 
