@@ -85,10 +85,7 @@ def with_gaps(finding: Finding, gaps: list[str]) -> Finding:
     if not marker:
         body, source = finding.detail, ""
     lines = "\n".join(f"- {gap}" for gap in new)
-    if "**Left out:**" in body:
-        body = f"{body}\n{lines}"
-    else:
-        body = f"{body}\n\n**Left out:**\n{lines}"
+    body = f"{body}\n{lines}" if "**Left out:**" in body else f"{body}\n\n**Left out:**\n{lines}"
     return replace(
         finding,
         detail=body + (marker + source if marker else ""),

@@ -109,7 +109,7 @@ def _unread(record: PatientRecord) -> Finding:
             ],
             SOURCE,
             record.unread_medications,
-        ),  # fmt: skip
+        ),
         source=SOURCE,
         evidence=tuple(gap.partition(":")[0] for gap in record.unread_medications),
         intent=Intent.UNCLEAR,
