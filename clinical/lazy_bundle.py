@@ -104,9 +104,8 @@ _LAB_FIELDS: dict[str, Any] = {
 }
 del _LAB_FIELDS["code"]
 _LabObservation = TypedDict("_LabObservation", _LAB_FIELDS, total=False)  # type: ignore[misc]
-_MenopauseLab = TypedDict(  # type: ignore[misc]
-    "_MenopauseLab", {**_LAB_FIELDS, "referenceRange": list[_MenopauseRange]}, total=False
-)
+_MENOPAUSE_LAB_FIELDS = {**_LAB_FIELDS, "referenceRange": list[_MenopauseRange]}
+_MenopauseLab = TypedDict("_MenopauseLab", _MENOPAUSE_LAB_FIELDS, total=False)  # type: ignore[misc]
 _LAB_OBSERVATION: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_LabObservation)  # dicts
 _MENOPAUSE_LAB: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_MenopauseLab)
 
