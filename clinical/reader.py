@@ -108,6 +108,7 @@ _DOSING_INTERVAL_DAYS: tuple[tuple[str, float | None, int], ...] = (
     ("triptorelin", None, 28),  # 3.75 mg every 4 weeks
 )
 _N_MONTH = re.compile(r"\b(\d+)-month\b")
+_LONGEST_INTERVAL_DAYS = 36_525.0
 _PERIOD_DAYS = {"h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": DAYS_PER_MONTH, "a": DAYS_PER_YEAR}
 # A result, report, document or order dated after "now" is not one yet (a typing error, or a
 # clock or time zone off): left out and said, rather than taken as the newest. Times are
@@ -1500,7 +1501,9 @@ def _covered_until(
     if start is None:
         return None
     days = _timing_interval_days(dosage) or _labelled_interval_days(name)
-    return later(start, timedelta(days=days)) if days else None
+    if not days or days > _LONGEST_INTERVAL_DAYS:  # "99999-month": not an interval to add
+        return None
+    return later(start, timedelta(days=days))
 
 
 def _timing_interval_days(dosage: Any) -> float | None:
@@ -1511,7 +1514,9 @@ def _timing_interval_days(dosage: Any) -> float | None:
         frequency = float(repeat.get("frequency") or 1)
     except _UNREADABLE:
         return None
-    return period / frequency if period > 0 and frequency > 0 else None
+    days = period / frequency if period > 0 and frequency > 0 else None
+    # an interval beyond a century is a typing error, not a depot: the label's interval then
+    return days if days is not None and days <= _LONGEST_INTERVAL_DAYS else None
 
 
 def _labelled_interval_days(name: str) -> int | None:
