@@ -81,7 +81,7 @@ def test_the_app_works_inside_the_ehr_iframe(live: LiveEhr, page: Any, tmp_path:
     page.goto(live.launch_url("/ehr/frame", appContext='{"rule": "dexa-due"}'))
     frame = page.frame_locator("iframe")
     frame.locator("section.findings").wait_for()
-    assert "DEXA due on anastrozole" in frame.locator("li.finding.highlighted").inner_text()
+    assert "DXA due on anastrozole" in frame.locator("li.finding.highlighted").inner_text()
     assert frame.locator("svg.trend-chart circle[data-series=estradiol]").count() == 2
     shot = tmp_path / "in-ehr-iframe.png"
     page.screenshot(path=str(shot))
