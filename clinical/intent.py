@@ -185,7 +185,12 @@ def infer_intent(
         assessed = _ASSESSED[record] = {}
     key = (now, drug)
     if key not in assessed:
-        assessed[key] = _infer_intent(record, now, drug)
+        if drug != "anastrozole" and all(
+            "anastrozole" in course.drugs for course in record.current_courses(drug)
+        ):  # only anastrozole among the AIs: the class's intent is anastrozole's
+            assessed[key] = infer_intent(record, now)
+        else:
+            assessed[key] = _infer_intent(record, now, drug)
     return assessed[key]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -31,6 +31,8 @@ class ValueSets:
     names_by_term: dict[str, frozenset[str]]
     codings: dict[str, tuple[Coding, ...]]
     aliased: frozenset[str] = frozenset()  # canonical systems some alias points to
+    # product names read before: a formulary's few hundred names recur across every chart
+    products: dict[str, frozenset[str]] = field(default_factory=dict, compare=False)
 
     def names_for_code(self, system: str | None, code: str | None) -> frozenset[str]:
         if not system or not code:
@@ -68,6 +70,14 @@ class ValueSets:
         followed by "blocker", "inhibitor" and the like."""
         if not text:
             return _NONE
+        found = self.products.get(text)
+        if found is None:
+            if len(self.products) >= _MAX_PRODUCTS:
+                self.products.clear()
+            found = self.products[text] = self._names_for_product(text)
+        return found
+
+    def _names_for_product(self, text: str) -> frozenset[str]:
         matches = [
             match
             for match in self.text_pattern.finditer(text)
@@ -107,6 +117,7 @@ class ValueSets:
 
 
 _NONE: frozenset[str] = frozenset()
+_MAX_PRODUCTS = 20_000
 # A drug name used to describe another drug: "estrogen blocker", "aromatase inhibitor".
 _DESCRIBES = re.compile(
     r"\s*-?\s*(?:blockers?|inhibitors?|antagonists?|suppress\w*|receptor|modulators?|lowering)\b",
