@@ -15,6 +15,7 @@ from clinical import MixedPatientsError, build_record, evaluate
 from clinical.dosage import parse_dosage
 from clinical.rules.ai_interaction import ai_interaction
 from clinical.rules.anastrozole_intent import anastrozole_intent
+from clinical.rules.bone_loss_on_ai import bone_loss_on_ai
 from clinical.rules.dexa_due import dexa_due
 from clinical.rules.estradiol_high import estradiol_high
 from clinical.rules.liver_injury_on_ai import liver_injury_on_ai
@@ -30,6 +31,7 @@ from tests.clinical.rules.builders import (
     ICD10CM,
     LOINC,
     NOW,
+    OSTEOPOROSIS,
     RXNORM,
     SNOMED,
     TAMOXIFEN,
@@ -446,3 +448,10 @@ def test_one_drug_recorded_twice_and_one_condition_recorded_twice_are_said_once(
 def test_dxa_is_dxa_in_every_word_shown() -> None:
     finding = fires(dexa_due, oncology_woman())
     assert "DEXA" not in finding.summary + finding.detail
+
+
+def test_osteoporosis_on_the_problem_list_and_as_a_diagnosis_is_listed_once() -> None:
+    twice = [condition(OSTEOPOROSIS, rid="op-1"), condition(OSTEOPOROSIS, rid="op-2")]
+    finding = fires(bone_loss_on_ai, oncology_woman(*twice))
+    assert finding.detail.count("Age-related osteoporosis") == 1
+    assert {"Condition/op-1", "Condition/op-2"} <= set(finding.evidence)
