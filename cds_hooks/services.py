@@ -260,6 +260,16 @@ def prefetch_templates() -> tuple[PrefetchTemplate, ...]:
             provides=frozenset({Input.SURGICAL_MENOPAUSE}),
         ),
         PrefetchTemplate(
+            "imagingReports",
+            "imaging reports (a DXA named only in words)",
+            f"DiagnosticReport?patient={patient}&category=http://loinc.org|LP29684-5,"
+            "http://terminology.hl7.org/CodeSystem/v2-0074|RAD&_sort=-date&_count=20",
+            # no date filter: `date` searches effective[x], and a report sent with `issued`
+            # only would never match it
+            required=False,  # Epic codes a DXA report locally: its words say what it is
+            provides=frozenset({Input.DXA}),
+        ),
+        PrefetchTemplate(
             "dxaDocuments",
             "DXA reports filed as documents",
             f"DocumentReference?patient={patient}&type={_codes('dxa-report')}&_count=20",

@@ -341,6 +341,9 @@ class _Reader:
             for resource in by_type.get(resource_type, ()):
                 if isinstance(resource.get("id"), str):
                     self.by_ref[f"{resource_type}/{resource['id']}"] = resource
+        patients = by_type.get("Patient")
+        if patients and len(patients) > 1:  # the Patient with an id is the one read
+            patients.sort(key=lambda patient: not isinstance(patient.get("id"), str))
         for resource_type, reader in _READERS:
             for resource in by_type.get(resource_type, ()):
                 try:
@@ -1218,9 +1221,10 @@ _READ_TYPES = frozenset(resource_type for resource_type, _ in _READERS)
 
 def check_one_patient(by_type: dict[str, list[dict[str, Any]]]) -> None:
     """Raise MixedPatientsError when the resources are about more than one patient: two
-    Patient resources, or a subject naming another one. A resource that names
-    no patient, or names one in a way that cannot be told (a conditional reference, a
-    urn:uuid of no Patient here), is read as the one patient's."""
+    Patient resources with different ids, or a subject naming another one. A resource that
+    names no patient (a Patient with no id too, as the CDS Hooks prefetch check reads it), or
+    names one in a way that cannot be told (a conditional reference, a urn:uuid of no Patient
+    here), is read as the one patient's."""
     patients = by_type.get("Patient", ())
     ids = {p["id"] for p in patients if isinstance(p.get("id"), str)}
     references: set[str] = set()  # a chart names its patient one way: each text judged once
@@ -1235,12 +1239,8 @@ def check_one_patient(by_type: dict[str, list[dict[str, Any]]]) -> None:
                     references.add(reference)
     named = {patient for reference in references if (patient := _patient_named(reference, ids))}
     everyone = ids | named
-    anonymous = len(patients) - sum(1 for p in patients if isinstance(p.get("id"), str))
-    count = len(everyone) + (anonymous if len(patients) > 1 else 0)
-    if count > 1:
-        shown = [f"Patient/{patient}" for patient in sorted(everyone)]
-        shown += ["a Patient with no id"] * (count - len(everyone))
-        raise MixedPatientsError(shown)
+    if len(everyone) > 1:
+        raise MixedPatientsError([f"Patient/{patient}" for patient in sorted(everyone)])
 
 
 def _patient_named(reference: str, ids: set[str]) -> str | None:

@@ -35,8 +35,8 @@ class ValueSets:
     products: dict[str, frozenset[str]] = field(default_factory=dict, compare=False)
 
     def names_for_code(self, system: str | None, code: str | None) -> frozenset[str]:
-        if not system or not code:
-            return _NONE
+        if not system or not code or system.__class__ is not str or code.__class__ is not str:
+            return _NONE  # a system or code that is not text (a list, a number) is no code
         found = self.by_code.get((system, code))
         if found is not None:
             return found
