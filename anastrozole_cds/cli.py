@@ -55,6 +55,7 @@ def main(ctx: click.Context) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 def evaluate(file: Path, now_text: str | None, as_json: bool) -> None:
     """Evaluate a FHIR Bundle (or a JSON list of resources) and print the findings."""
+    from clinical import MixedPatientsError
     from clinical import evaluate as evaluate_resources
     from clinical.export import finding_to_json
 
@@ -67,7 +68,12 @@ def evaluate(file: Path, now_text: str | None, as_json: bool) -> None:
             f"{file} is not a FHIR Bundle, a resource or a JSON list of resources "
             '(each an object with a "resourceType")'
         )
-    findings = evaluate_resources(resources, now=parse_now(now_text))
+    try:
+        findings = evaluate_resources(resources, now=parse_now(now_text))
+    except MixedPatientsError as error:
+        raise click.ClickException(
+            f"{file}: {error}; for many patients use `anastrozole-cds population`"
+        ) from None
     if as_json:
         sys.stdout.write(
             orjson.dumps(

@@ -13,11 +13,16 @@ from datetime import datetime
 from typing import Any
 
 from cds_hooks.cards import CardContext, data_incomplete_card
-from cds_hooks.models import OrderSelectContext, OrderSignContext, PatientViewContext
+from cds_hooks.models import (
+    OrderSelectContext,
+    OrderSignContext,
+    PatientViewContext,
+    RequestProblem,
+)
 from cds_hooks.prefetch import Chart, merge
 from cds_hooks.services import CdsService
 from cds_hooks.suppression import CallScreen
-from clinical import build_record, evaluate, evaluate_record
+from clinical import MixedPatientsError, build_record, evaluate, evaluate_record
 from clinical.finding import Finding
 from clinical.settings import Settings
 from runtime.store import IssuedCard
@@ -45,7 +50,13 @@ def answer(
 ) -> HookAnswer:
     drafts = context.draft_resources()
     resources = merge(drafts, chart.resources)
-    record = build_record(resources, now)
+    try:
+        record = build_record(resources, now)
+    except MixedPatientsError as error:  # draft orders about another patient: a 400
+        raise RequestProblem(
+            "the draft orders and the chart are about more than one patient",
+            [{"field": "context.draftOrders", "problem": str(error)}],
+        ) from None
     findings = evaluate_record(record, now=now, settings=settings)
     if isinstance(context, OrderSignContext):  # order-select too: it extends order-sign
         findings = _about_the_orders(findings, context, drafts, chart, now=now, settings=settings)

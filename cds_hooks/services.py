@@ -232,6 +232,60 @@ def prefetch_templates() -> tuple[PrefetchTemplate, ...]:
             ),
         ),
         PrefetchTemplate(
+            "medicationAdministrations",
+            "medications given in clinic",
+            f"MedicationAdministration?patient={patient}&_count=100",
+            required=False,  # clinic-given depots (goserelin, leuprolide, denosumab)
+            provides=frozenset({Input.MEDICATIONS}),
+        ),
+        PrefetchTemplate(
+            "medicationLists",
+            "medication lists",
+            f"List?patient={patient}&_count=50",
+            required=False,  # a later list that stops an old order
+            provides=frozenset({Input.MEDICATIONS}),
+        ),
+        PrefetchTemplate(
+            "menopauseTests",
+            "FSH and last menstrual period",
+            f"{observation}&code={_codes('fsh', 'last-menstrual-period')}&_sort=-date&_count=20",
+            lookback_days=1825,
+            required=False,
+            provides=frozenset({Input.MENOPAUSE_TESTS}),
+        ),
+        PrefetchTemplate(
+            "receptorStatus",
+            "estrogen and progesterone receptor results",
+            f"{observation}&code={_codes('estrogen-receptor-test', 'progesterone-receptor-test')}"
+            "&_count=20",
+            required=False,
+            provides=frozenset({Input.CONDITIONS}),
+        ),
+        PrefetchTemplate(
+            "oophorectomies",
+            "bilateral oophorectomies",
+            f"Procedure?patient={patient}&code={_codes('bilateral-oophorectomy')}&_count=20",
+            required=False,  # ICD-10-PCS and SNOMED CT besides the CPT of `procedures`
+            provides=frozenset({Input.SURGICAL_MENOPAUSE}),
+        ),
+        PrefetchTemplate(
+            "imagingReports",
+            "imaging reports (a DXA named only in words)",
+            f"DiagnosticReport?patient={patient}&category=http://loinc.org|LP29684-5,"
+            "http://terminology.hl7.org/CodeSystem/v2-0074|RAD&_sort=-date&_count=20",
+            # no date filter: `date` searches effective[x], and a report sent with `issued`
+            # only would never match it
+            required=False,  # Epic codes a DXA report locally: its words say what it is
+            provides=frozenset({Input.DXA}),
+        ),
+        PrefetchTemplate(
+            "dxaDocuments",
+            "DXA reports filed as documents",
+            f"DocumentReference?patient={patient}&type={_codes('dxa-report')}&_count=20",
+            required=False,
+            provides=frozenset({Input.DXA}),
+        ),
+        PrefetchTemplate(
             "dxaOrders",
             "open DXA orders",
             f"ServiceRequest?patient={patient}&code={_codes('dxa-procedure')}&status=active,draft&_count=20",

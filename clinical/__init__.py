@@ -10,7 +10,7 @@ from clinical.finding import (
     Severity,
     SuggestedOrder,
 )
-from clinical.reader import build_record
+from clinical.reader import MixedPatientsError, build_record
 from clinical.record import PatientRecord
 from clinical.settings import DEFAULT_SETTINGS, SOURCES, Settings
 
@@ -20,6 +20,7 @@ __all__ = [
     "Coding",
     "Finding",
     "Intent",
+    "MixedPatientsError",
     "OrderAction",
     "PatientRecord",
     "ProposedDose",

@@ -81,6 +81,7 @@ _MG_PER_MASS_UNIT: Final[dict[str, float]] = {
 }
 
 # Units of presentation, converted with the product's strength (mg per unit); value: the word shown.
+_MICRO: Final = str.maketrans({"\u00b5": "u", "\u03bc": "u"})  # micro sign, Greek mu
 _DOSE_FORM_UNITS: Final[dict[str, str]] = {
     "tablet": "tablet",
     "tablets": "tablet",
@@ -90,6 +91,11 @@ _DOSE_FORM_UNITS: Final[dict[str, str]] = {
     "{tablet}": "tablet",
     "{tablets}": "tablet",
     "{tab}": "tablet",
+    # the CDS Hooks sandbox writes its draft doses as UCUM {pill} with no unit
+    "{pill}": "tablet",
+    "{pills}": "tablet",
+    "pill": "tablet",
+    "pills": "tablet",
     "385055001": "tablet",  # SNOMED CT Tablet (basic dose form)
     "732936001": "tablet",  # SNOMED CT Tablet (unit of presentation)
     "capsule": "capsule",
@@ -439,9 +445,13 @@ def _quantity(quantity: object) -> tuple[float, str] | None:
     for key in ("code", "unit"):
         unit = quantity.get(key)
         if isinstance(unit, str) and unit.strip():
-            normalised = unit.strip().lower()
+            normalised = unit.strip().lower().translate(_MICRO)
             if normalised in _MG_PER_MASS_UNIT or normalised in _DOSE_FORM_UNITS:
                 return value, normalised
+            # a UCUM annotation around a known word: "{Tablet}", "{tbl}"
+            inner = normalised.strip("{}")
+            if normalised.startswith("{") and inner in _DOSE_FORM_UNITS:
+                return value, inner
             shown = shown or unit.strip()
     return value, shown
 
@@ -454,8 +464,8 @@ def _amount(values: tuple[float, ...], unit: str, strength: float | None) -> _Am
         return _Amount(_finite(mgs[0]), "-".join(map(_fmt, mgs)) + " mg")
     numbers = "-".join(map(_fmt, values))
     form = _DOSE_FORM_UNITS.get(unit)
-    if form is None:
-        return _Amount(None, f"{numbers} {unit}".rstrip())
+    if form is None:  # no unit: never assumed (Synthea writes doseQuantity {value: 1} alone)
+        return _Amount(None, f"{numbers} {unit}" if unit else f"{numbers} (unit not stated)")
     label = f"{numbers} {form}{'s' if max(values) > 1 else ''}"
     if strength is None:
         return _Amount(None, label)

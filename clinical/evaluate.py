@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -58,6 +59,9 @@ _ORDER = {rule.id: index for index, rule in enumerate(CATALOGUE)}
 def evaluate_record(
     record: PatientRecord, *, now: datetime, settings: Settings | None = None
 ) -> list[Finding]:
+    """Findings for a record; none for a patient who has died (no cards, no worklist rows)."""
+    if record.deceased:
+        return []
     settings = settings or DEFAULT_SETTINGS
     findings: list[Finding] = []
     for rule in CATALOGUE:
@@ -67,4 +71,23 @@ def evaluate_record(
         if produced:  # one finding per rule: the most severe
             findings.append(max(produced, key=lambda f: f.severity.rank))
     findings.sort(key=lambda f: (-f.severity.rank, _ORDER[f.rule_id]))
+    if record.unread_medications:  # every rule reads the medications: each finding says it
+        findings = [with_gaps(f, record.unread_medications) for f in findings]
     return findings
+
+
+def with_gaps(finding: Finding, gaps: list[str]) -> Finding:
+    """The finding with more data said left out, in its gaps and its detail."""
+    new = [gap for gap in gaps if gap not in finding.data_gaps]
+    if not new:
+        return finding
+    body, marker, source = finding.detail.rpartition("\n\n*Source:")
+    if not marker:
+        body, source = finding.detail, ""
+    lines = "\n".join(f"- {gap}" for gap in new)
+    body = f"{body}\n{lines}" if "**Left out:**" in body else f"{body}\n\n**Left out:**\n{lines}"
+    return replace(
+        finding,
+        detail=body + (marker + source if marker else ""),
+        data_gaps=(*finding.data_gaps, *new),
+    )

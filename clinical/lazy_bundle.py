@@ -34,6 +34,8 @@ import orjson
 from clinical.reader import (
     LAB_OBSERVATION_FIELDS,
     LAB_REFERENCE_RANGE_FIELDS,
+    MENOPAUSE_RANGE_VALUESETS,
+    MENOPAUSE_REFERENCE_RANGE_FIELDS,
     ObservationReading,
     observation_reading,
     with_entry_id,
@@ -85,13 +87,27 @@ _CODE = msgspec.json.Decoder(_CodeableConcept | None)
 _ReferenceRange = TypedDict(  # type: ignore[misc]
     "_ReferenceRange", dict.fromkeys(LAB_REFERENCE_RANGE_FIELDS, Any), total=False
 )
+# Estradiol and FSH: also the range's low bound, type and text (the lab's postmenopausal range).
+_MenopauseRange = TypedDict(  # type: ignore[misc]
+    "_MenopauseRange", dict.fromkeys(MENOPAUSE_REFERENCE_RANGE_FIELDS, Any), total=False
+)
+
+
+class _Subject(TypedDict, total=False):
+    reference: Any  # not its display
+
+
 _LAB_FIELDS: dict[str, Any] = {
     **dict.fromkeys(LAB_OBSERVATION_FIELDS, Any),
     "referenceRange": list[_ReferenceRange],  # not a list of objects: orjson decides
+    "subject": _Subject,  # not an object: orjson decides
 }
 del _LAB_FIELDS["code"]
 _LabObservation = TypedDict("_LabObservation", _LAB_FIELDS, total=False)  # type: ignore[misc]
+_MENOPAUSE_LAB_FIELDS = {**_LAB_FIELDS, "referenceRange": list[_MenopauseRange]}
+_MenopauseLab = TypedDict("_MenopauseLab", _MENOPAUSE_LAB_FIELDS, total=False)  # type: ignore[misc]
 _LAB_OBSERVATION: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_LabObservation)  # dicts
+_MENOPAUSE_LAB: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_MenopauseLab)
 
 # Errors that send a text back to the full orjson parse, which then decides what it is
 # (msgspec.DecodeError and ValidationError are ValueErrors; deep nesting hits the recursion
@@ -144,15 +160,16 @@ def read_lazily(data: bytes, valuesets: ValueSets) -> list[dict[str, Any]] | Non
     return resources
 
 
-def _lab_observation(raw: msgspec.Raw, code: Any) -> Any:
+def _lab_observation(raw: msgspec.Raw, code: tuple[Any, bool]) -> Any:
     """A lab result with only the fields the reader reads (no copy of the other bytes), and
     the code its judge decoded: one dict, shared by every result with that code text, in
     this read and later ones (the reader never changes a resource)."""
     try:
-        resource: dict[str, Any] = _LAB_OBSERVATION.decode(raw)
+        decoder = _MENOPAUSE_LAB if code[1] else _LAB_OBSERVATION
+        resource: dict[str, Any] = decoder.decode(raw)
     except _NOT_HANDLED:  # e.g. a number beyond a double's range: orjson decides
         return orjson.loads(memoryview(raw))
-    resource["code"] = code
+    resource["code"] = code[0]
     return resource
 
 
@@ -195,7 +212,9 @@ class _Judge:
             decoded = orjson.loads(memoryview(code))
         except orjson.JSONDecodeError:
             return _OTHER  # orjson refuses it (1e400): decoding all of it then says why
-        return "lab", decoded  # an object: a lab result's code holds the coding that matched
+        # an object: a lab result's code holds the coding that matched
+        menopause = bool(self.valuesets.names_for_codeable(decoded) & MENOPAUSE_RANGE_VALUESETS)
+        return "lab", (decoded, menopause)
 
 
 # One judge per value sets in use (in practice the packaged ones, `valuesets.load()`); the

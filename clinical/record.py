@@ -6,6 +6,7 @@ Frozen values and plain lists: a rule reads a record, never changes it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import NamedTuple
@@ -34,13 +35,17 @@ LAB_VALUESETS = frozenset(
         "psa",
         "dxa-bmd-observations",
         "dxa-tscore",
+        "alkaline-phosphatase",
     }
 )
 DRUG_VALUESETS = frozenset(
     {
         "aromatase-inhibitors",
         "anastrozole",
+        "letrozole",
+        "exemestane",
         "tamoxifen",
+        "toremifene",
         "testosterone-products",
         "estrogen-containing-therapy",
         "gnrh-agonists",
@@ -59,6 +64,13 @@ CONDITION_VALUESETS = frozenset(
         "gynecomastia",
         "postmenopausal",
         "premenopausal",
+        "bilateral-oophorectomy",
+        "menopause-symptoms",
+        "amenorrhea",
+        "chemotherapy-history",
+        "breast-cancer-risk",
+        "hormone-receptor-negative",
+        "cholestatic-liver-disease",
         "osteoporosis",
         "osteopenia",
         "nafld",
@@ -67,11 +79,16 @@ CONDITION_VALUESETS = frozenset(
 )
 DEXA = "dxa-procedure"
 ORDERABLE_VALUESETS = LAB_VALUESETS | {DEXA}
+# Value sets of a drug class, not of one ingredient: two drugs of a class are told apart by
+# their own value sets (anastrozole, letrozole, exemestane).
+DRUG_CLASSES = frozenset({"aromatase-inhibitors"})
 
 # Observation and DiagnosticReport status: final results are preferred over preliminary ones on a day.
 _OBSERVATION_RANK = {"final": 2, "amended": 2, "corrected": 2, "appended": 2, "preliminary": 1}
 _REPORT_RANK = {**_OBSERVATION_RANK, "partial": 1}
-_CURRENT_MED_STATUS = frozenset({"active", "on-hold", "draft", "intended"})
+# Current: an order active, on hold or in draft; a statement active or intended; an
+# administration in progress (an infusion) or on hold.
+_CURRENT_MED_STATUS = frozenset({"active", "on-hold", "draft", "intended", "in-progress"})
 
 # Courses of one drug with no gap longer than this between them are one therapy: persistence
 # is measured by the gaps between refills (Sikka 2005, Am J Manag Care 11:449; Cramer 2008,
@@ -98,6 +115,10 @@ class LabResult(NamedTuple):
     method: str
     ref: str  # "Observation/123" (or the DiagnosticReport holding a contained result)
     unit_unknown: bool = False
+    unit_from_code: bool = False  # no unit sent: the code's own unit was used (estradiol)
+    # the lab's postmenopausal interval (low, high) in `unit`, when its referenceRange gives one
+    postmenopausal_range: tuple[float | None, float | None] | None = None
+    assay_rank: int = 0  # 2 mass spectrometry (LC-MS/MS), 1 a sensitive method, 0 other or unsaid
 
     @property
     def rank(self) -> int:
@@ -133,9 +154,21 @@ class LabResult(NamedTuple):
         if self.value is None:
             return self.as_sent or "no value"
         unit = f" {self.unit}" if self.unit else ""
-        shown = f"{self.comparator or ''}{format_number(self.value)}{unit}"
-        sent_unit = self.sent[2]
-        if self.sent[1] is not None and _unit_key(sent_unit) != _unit_key(self.unit):
+        _, sent_number, sent_unit = self.sent
+        converted = (
+            sent_number is not None
+            and bool(sent_unit)
+            and _unit_key(sent_unit) != _unit_key(self.unit)
+        )
+        # A converted value is shown with no more precision than the lab sent: 55 pmol/L is
+        # "15 pg/mL", not "14.98".
+        number = (
+            format_to_precision(self.value, sent_number)
+            if converted and sent_number is not None
+            else format_number(self.value)
+        )
+        shown = f"{self.comparator or ''}{number}{unit}"
+        if converted:
             shown += f" ({self.as_sent})"
         return shown
 
@@ -154,10 +187,16 @@ class MedicationCourse:
     ref: str
     reason_refs: tuple[str, ...] = ()  # Conditions named by reasonReference
     covered_until: datetime | None = None  # a completed long-acting dose: its interval's end
+    stopped_by: str = ""  # a later List or statement that says it was stopped, in words
 
     @property
     def is_draft(self) -> bool:
         return self.status == "draft"
+
+    @property
+    def ingredients(self) -> frozenset[str]:
+        """The drug's own value sets, without its class: {"anastrozole"}, {"tamoxifen"}."""
+        return self.drugs - DRUG_CLASSES
 
     def is_current(self, now: datetime) -> bool:
         if self.status not in _CURRENT_MED_STATUS:
@@ -181,6 +220,8 @@ class ConditionEntry:
     status_text: str  # clinicalStatus as sent, for the evidence
     recorded: datetime | None
     ref: str
+    # verificationStatus provisional, differential or unconfirmed: said, but it decides nothing
+    confirmed: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +239,7 @@ class Event:
 class SexForClinicalUse:
     value: str | None  # "female", "male", or None when undetermined
     basis: str  # how it was decided, said to the clinician
+    recorded_parameter: str = ""  # the current sex parameter for clinical use, when one is
 
 
 @dataclass(eq=False)  # one record is one reading of a chart: compared by identity
@@ -215,6 +257,10 @@ class PatientRecord:
     procedures: list[Event] = field(default_factory=list)
     dexa: list[Event] = field(default_factory=list)
     orders: list[Event] = field(default_factory=list)
+    last_menstrual_periods: list[Event] = field(default_factory=list)  # date: the LMP itself
+    deceased: str = ""  # how the record says the patient died ("deceasedDateTime 2024-03-01")
+    # current medications that could not be read (an unknown code and no name), said on findings
+    unread_medications: list[str] = field(default_factory=list)
     data_gaps: list[str] = field(default_factory=list)
     gaps_by_valueset: dict[str, list[str]] = field(default_factory=dict)
 
@@ -269,8 +315,16 @@ class PatientRecord:
                 start = course.start
         return start
 
-    def conditions_in(self, group: str, *, active_only: bool = True) -> list[ConditionEntry]:
-        return [c for c in self.conditions if group in c.groups and (c.active or not active_only)]
+    def conditions_in(
+        self, group: str, *, active_only: bool = True, confirmed_only: bool = False
+    ) -> list[ConditionEntry]:
+        return [
+            c
+            for c in self.conditions
+            if group in c.groups
+            and (c.active or not active_only)
+            and (c.confirmed or not confirmed_only)
+        ]
 
     def last_dexa(self) -> Event | None:
         dated = [event for event in self.dexa if event.date is not None]
@@ -293,9 +347,18 @@ class PatientRecord:
         return list(dict.fromkeys(gaps))
 
 
-def newest_first(result: LabResult) -> tuple[date, int, datetime]:
-    """Sort key (reversed): by day, final over preliminary on a day, then by time."""
-    return result.date.date(), _REPORT_RANK.get(result.status, 1), result.date
+def newest_first(result: LabResult) -> tuple[date, int, datetime, int, str, str]:
+    """Sort key (reversed): by day, final over preliminary on a day, then by time; at one
+    time the more specific assay (LC-MS/MS over an immunoassay), then by reference and code,
+    so that the order the resources came in never decides."""
+    return (
+        result.date.date(),
+        _REPORT_RANK.get(result.status, 1),
+        result.date,
+        result.assay_rank,
+        result.ref,
+        result.code,
+    )
 
 
 def _unit_key(unit: str) -> str:
@@ -314,6 +377,24 @@ def later(moment: datetime, delta: timedelta) -> datetime:
         return moment + delta
     except OverflowError:  # year 9999
         return datetime.max.replace(tzinfo=moment.tzinfo)
+
+
+def significant_digits(number: float) -> int:
+    """How many significant digits a number as a lab writes it has: 55 -> 2, 0.52 -> 2,
+    150 -> 3, 14.98 -> 4 (trailing zeros of a whole number count)."""
+    digits = format_number(number).lstrip("-").replace(".", "").lstrip("0")
+    return max(1, len(digits))
+
+
+def format_to_precision(value: float, like: float) -> str:
+    """`value` with no more decimals than the significant digits of `like` allow (a converted
+    result shown with the precision the lab sent): 14.98 like 55 -> "15", 49.03 like 180 ->
+    "49.0". The whole part is never rounded away: 3 ukat/L is 180 U/L, not 200."""
+    if value == 0 or not math.isfinite(value) or abs(value) >= 1e7:
+        return format_number(value)
+    decimals = max(0, significant_digits(like) - 1 - math.floor(math.log10(abs(value))))
+    text = f"{value:.{min(decimals, 6)}f}"
+    return "0" if text.lstrip("-").strip("0.") == "" else text
 
 
 def format_number(value: float) -> str:

@@ -25,7 +25,9 @@ SOURCES: dict[str, str] = {
     "dexa_baseline_window": "ASCO 2019 Rec 2.1 / Arimidex PI 5.2: DXA at AI start; 6 months either side",
     "osteoporosis_t_score": "WHO definition; ASCO 2019 Rec 3.4: bone-modifying therapy at T <= -2.5",
     "low_bone_mass_t_score": "WHO definition of osteopenia: T-score <= -1.0",
-    "male_dexa_warning_after": "Burnett-Bowie 2009 JCEM: BMD loss in men after 1 year on anastrozole",
+    "male_dexa_warning_after": "Men: baseline and serial DXA on long-term AI use (beyond a year), not "
+    "at the start of a course of a few months (fertility); Burnett-Bowie 2009 JCEM: BMD loss in "
+    "men after 1 year on anastrozole",
     "liver_panel_interval": "LiverTox Anastrozole 2017 (rare hepatocellular injury); Lee 2020 (AI-associated "
     "NAFLD): 12 months, site policy",
     "liver_baseline_window": "Site policy: a baseline liver panel within 3 months either side of the "
@@ -40,7 +42,23 @@ SOURCES: dict[str, str] = {
     "lipid_baseline_window": "Arimidex PI 5.3: cholesterol at AI start; 3 months either side",
     "glycemic_interval": "Gibb 2016 JCEM: aromatase inhibition reduced insulin sensitivity in men; "
     "HbA1c or fasting glucose yearly",
-    "postmenopausal_age": "NCCN definition of menopause: age >= 60 years",
+    "postmenopausal_age": "NCCN breast cancer guideline, definition of menopause: age >= 60 years",
+    "amenorrhoea_for_menopause": "NCCN definition of menopause: under 60, amenorrhoeic for 12 months "
+    "or more (without chemotherapy, tamoxifen, toremifene or ovarian suppression) with FSH and "
+    "estradiol in the postmenopausal range",
+    "postmenopausal_estradiol_max_pg_ml": "Upper end of the postmenopausal estradiol range when the lab "
+    "sends none: NAMS 2019 workshop (Menopause 2020) up to 10 pg/mL by GC-MS/MS; direct "
+    "immunoassays read unreliably below about 20 pg/mL, so 20 pg/mL; an estradiol above it on an "
+    "AI without ovarian suppression is ovarian function (NCCN)",
+    "postmenopausal_fsh_min_iu_l": "Lower end of the postmenopausal FSH range when the lab sends none: "
+    "STRAW+10 (Harlow 2012, Menopause 19:387) puts FSH > 25 IU/L in the late menopausal "
+    "transition already, so 30 IU/L",
+    "alkaline_phosphatase_uln_u_l": "Site default upper limit of normal for alkaline phosphatase when "
+    "the lab sends no referenceRange: 147 U/L (MedlinePlus ALP test, adult range 44-147 IU/L)",
+    "alp_cholestasis_multiple": "Hy's law needs no initial cholestasis: ALP < 2x ULN (FDA DILI "
+    "premarketing guidance 2009)",
+    "r_ratio_cholestatic": "R = (ALT/ULN)/(ALP/ULN): <= 2 cholestatic, >= 5 hepatocellular, between "
+    "mixed (FDA DILI guidance 2009; Danan & Benichou, RUCAM)",
     "oncology_weekly_dose_mg": "Arimidex PI 2.1: 1 mg once daily (7 mg/week); in a man on TRT "
     "this dose risks over-suppression (TRT practice: 0.25-0.5 mg twice weekly; Leder 2004 JCEM "
     "89:1174 compared 1 mg daily with 1 mg twice weekly in older men)",
@@ -83,6 +101,12 @@ class Settings:
     lipid_baseline_window: timedelta = days(90)
     glycemic_interval: timedelta = days(365)
     postmenopausal_age: int = 60
+    amenorrhoea_for_menopause: timedelta = days(365)
+    postmenopausal_estradiol_max_pg_ml: float = 20.0
+    postmenopausal_fsh_min_iu_l: float = 30.0
+    alkaline_phosphatase_uln_u_l: float = 147.0
+    alp_cholestasis_multiple: float = 2.0
+    r_ratio_cholestatic: float = 2.0
     oncology_weekly_dose_mg: float = 7.0
     max_weekly_dose_mg: float = 7.0
     trt_proposed_dose_mg: float = 0.5  # twice weekly

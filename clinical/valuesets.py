@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -31,10 +31,12 @@ class ValueSets:
     names_by_term: dict[str, frozenset[str]]
     codings: dict[str, tuple[Coding, ...]]
     aliased: frozenset[str] = frozenset()  # canonical systems some alias points to
+    # product names read before: a formulary's few hundred names recur across every chart
+    products: dict[str, frozenset[str]] = field(default_factory=dict, compare=False)
 
     def names_for_code(self, system: str | None, code: str | None) -> frozenset[str]:
-        if not system or not code:
-            return _NONE
+        if not system or not code or system.__class__ is not str or code.__class__ is not str:
+            return _NONE  # a system or code that is not text (a list, a number) is no code
         found = self.by_code.get((system, code))
         if found is not None:
             return found
@@ -59,6 +61,32 @@ class ValueSets:
         found: frozenset[str] = frozenset()
         for term in self.text_pattern.findall(text):
             found = found | self.names_by_term[term.lower()]
+        return found
+
+    def names_for_product(self, text: str | None) -> frozenset[str]:
+        """The value sets of the drug a product's name names: the drug names in it, less
+        those that only describe it ("Anastrozole 0.5 mg (estrogen blocker)" is anastrozole,
+        not an estrogen): a name in brackets when one stands outside them, and a name
+        followed by "blocker", "inhibitor" and the like."""
+        if not text:
+            return _NONE
+        found = self.products.get(text)
+        if found is None:
+            if len(self.products) >= _MAX_PRODUCTS:
+                self.products.clear()
+            found = self.products[text] = self._names_for_product(text)
+        return found
+
+    def _names_for_product(self, text: str) -> frozenset[str]:
+        matches = [
+            match
+            for match in self.text_pattern.finditer(text)
+            if not _DESCRIBES.match(text, match.end())
+        ]
+        outside = [match for match in matches if not _in_brackets(text, match.start())]
+        found = _NONE
+        for match in outside or matches:
+            found = found | self.names_by_term[match.group(0).lower()]
         return found
 
     def codes(self, name: str) -> tuple[Coding, ...]:
@@ -89,6 +117,17 @@ class ValueSets:
 
 
 _NONE: frozenset[str] = frozenset()
+_MAX_PRODUCTS = 20_000
+# A drug name used to describe another drug: "estrogen blocker", "aromatase inhibitor".
+_DESCRIBES = re.compile(
+    r"\s*-?\s*(?:blockers?|inhibitors?|antagonists?|suppress\w*|receptor|modulators?|lowering)\b",
+    re.IGNORECASE,
+)
+
+
+def _in_brackets(text: str, position: int) -> bool:
+    before = text[:position]
+    return before.count("(") > before.count(")") or before.count("[") > before.count("]")
 
 
 def _icd_with_dot(code: str) -> str:

@@ -82,7 +82,15 @@ class SmartSettings(BaseSettings):
     # (MedicationStatement), DXA images (ImagingStudy). Without them the page may call a DXA
     # due that is already ordered, where the CDS card (given them by prefetch) would not.
     extra_resources: tuple[
-        Literal["MedicationStatement", "ServiceRequest", "ImagingStudy"], ...
+        Literal[
+            "MedicationStatement",
+            "ServiceRequest",
+            "ImagingStudy",
+            "MedicationAdministration",
+            "List",
+            "DocumentReference",
+        ],
+        ...,
     ] = ()
 
     # The refresh token the app asks for (SMART App Launch 2.x, "Scopes for requesting a

@@ -9,7 +9,7 @@ something the rules did not.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -340,7 +340,7 @@ def _monitoring(
     items.append(
         _item(
             "dexa",
-            "DEXA bone density",
+            "DXA bone density",
             "dexa-due",
             last_dexa.date if last_dexa else None,
             dexa_text or (last_dexa.name if last_dexa else ""),
@@ -409,7 +409,30 @@ def _monitoring(
             now,
         )
     )
-    return tuple(items)
+    return tuple(_with_panel_finding(item, findings) for item in items)
+
+
+# Findings about a panel's own results: beside one, the panel is never "Up to date" in green.
+_PANEL_FINDINGS = {"liver": ("liver-injury-on-ai",), "dexa": ("bone-loss-on-ai",)}
+
+
+def _with_panel_finding(item: MonitoringItem, findings: dict[str, Finding]) -> MonitoringItem:
+    """A panel done recently whose results raised a warning or critical finding (a liver
+    panel showing Hy's law) says the finding, not "Up to date"."""
+    if item.status == "due":
+        return item
+    for rule_id in _PANEL_FINDINGS.get(item.key, ()):
+        finding = findings.get(rule_id)
+        if finding is not None and finding.severity.rank >= 1:
+            words = "Critical" if finding.severity.rank == 2 else "Warning"
+            return replace(
+                item,
+                status="finding",
+                status_text=f"{words}: {title_of(rule_id).lower()}",
+                repeat_by=None,
+                severity=finding.severity.value,
+            )
+    return item
 
 
 def _item(

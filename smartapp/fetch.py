@@ -19,6 +19,7 @@ from functools import cache
 from typing import Any
 from urllib.parse import quote
 
+from clinical.reader import WHOLE_OBSERVATION_VALUESETS
 from clinical.record import LAB_VALUESETS
 from clinical.valuesets import load as load_valuesets
 from ehr.client import FhirClient, Outcome
@@ -47,6 +48,19 @@ def _lab_codes() -> str:
     return ",".join(sorted(codes))
 
 
+@cache
+def _status_codes() -> str:
+    """`system|code,...` of the Observations read as a status, not a lab value: the last
+    menstrual period and estrogen and progesterone receptor results."""
+    valuesets = load_valuesets()
+    codes = {
+        f"{coding.system}|{coding.code}"
+        for name in sorted(WHOLE_OBSERVATION_VALUESETS)
+        for coding in valuesets.codes(name)
+    }
+    return ",".join(sorted(codes))
+
+
 # Read only when configured (SmartSettings.extra_resources).
 OPTIONAL_QUERIES = {
     "MedicationStatement": ("medications taken", "MedicationStatement?patient={}&_count=100"),
@@ -55,6 +69,16 @@ OPTIONAL_QUERIES = {
         "ServiceRequest?patient={}&status=active,draft,on-hold&_count=100",
     ),
     "ImagingStudy": ("DXA imaging studies", "ImagingStudy?patient={}&_count=50"),
+    "MedicationAdministration": (
+        "medications given in clinic",
+        "MedicationAdministration?patient={}&_count=100",
+    ),
+    "List": ("medication lists", "List?patient={}&_count=50"),
+    "DocumentReference": (
+        "DXA reports filed as documents",
+        "DocumentReference?patient={}&type=http://loinc.org|38269-7,http://loinc.org|38268-9"
+        "&_count=20",
+    ),
 }
 
 
@@ -104,6 +128,13 @@ def chart_queries(patient_id: str, extra_resources: tuple[str, ...] = ()) -> tup
             f"DiagnosticReport?patient={patient}&_sort=-date&_count=100",
             False,
             "DiagnosticReport",
+        ),
+        ChartQuery(
+            "menopause-and-receptors",
+            "last menstrual period and receptor results",
+            f"Observation?patient={patient}&code={_status_codes()}&_count=50",
+            False,
+            "Observation",
         ),
     )
     optional = tuple(

@@ -7,7 +7,7 @@ from datetime import datetime
 from clinical.finding import Finding, Severity
 from clinical.intent import infer_intent
 from clinical.record import PatientRecord, format_number
-from clinical.rules.common import day, detail, drug_label, fit
+from clinical.rules.common import condition_lines, day, detail, drug_label, fit, names_of
 from clinical.rules.dexa_due import lowest_recent_t_score
 from clinical.rules.rule import (
     BONE_THERAPY_ELSEWHERE,
@@ -35,7 +35,7 @@ def bone_loss_on_ai(record: PatientRecord, settings: Settings, now: datetime) ->
     if not conditions and not osteoporotic_t:
         return []
     drug = drug_label(courses[0])
-    lines = [f"On {', '.join(course.name for course in courses)}; no bisphosphonate or denosumab."]
+    lines = [f"On {names_of(courses)}; no bisphosphonate or denosumab."]
     evidence = [course.ref for course in courses]
     if osteoporotic_t and t_score is not None:
         t_result = next(r for r in record.results("dxa-tscore") if r.ref == t_score[1])
@@ -48,9 +48,8 @@ def bone_loss_on_ai(record: PatientRecord, settings: Settings, now: datetime) ->
         )
     else:
         summary = f"Osteoporosis on {drug} without bone-protective therapy: consider bisphosphonate"
-    for condition in conditions:
-        lines.append(f"{condition.name} ({condition.code})")
-        evidence.append(condition.ref)
+    lines += condition_lines(conditions)  # one line per condition, however often recorded
+    evidence += [condition.ref for condition in conditions]
     lines.append("Calcium and vitamin D, and a bisphosphonate or denosumab at osteoporosis doses.")
     assessment = infer_intent(record, now)
     return [

@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from clinical.fhirdates import DAYS_PER_MONTH
-from clinical.record import LabResult, MedicationCourse
+from clinical.record import ConditionEntry, LabResult, MedicationCourse
 
-_AROMATASE_INHIBITORS = ("anastrozole", "letrozole", "exemestane")
+_AROMATASE_INHIBITORS = ("anastrozole", "letrozole", "exemestane")  # their value sets too
 
 
 def day(moment: datetime) -> str:
@@ -17,6 +17,41 @@ def day(moment: datetime) -> str:
 
 def months(span: timedelta) -> int:
     return round(span.days / DAYS_PER_MONTH)
+
+
+def duration(span: timedelta) -> str:
+    """A time on a drug as a clinician says it: "10 days", "5 months", "6 years 3 months"
+    (never "0 months")."""
+    days = span.days
+    if days < 60:
+        return f"{days} day{'s' if days != 1 else ''}"
+    total = months(span)
+    if total < 24:
+        return f"{total} months"
+    years, rest = divmod(total, 12)
+    return f"{years} years" + (f" {rest} month{'s' if rest != 1 else ''}" if rest else "")
+
+
+def capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def names_of(courses: Iterable[MedicationCourse]) -> str:
+    """The courses' names, each once: an order and a statement of one drug are one drug."""
+    return ", ".join(dict.fromkeys(course.name or "unnamed medication" for course in courses))
+
+
+def condition_lines(conditions: Iterable[ConditionEntry]) -> list[str]:
+    """One line per condition, however many times the chart records it (a problem-list entry
+    and an encounter diagnosis of one code are one condition)."""
+    lines: dict[tuple[str, str], str] = {}
+    for condition in conditions:
+        key = (condition.code, condition.name)
+        if key not in lines:
+            when = f", {day(condition.recorded)}" if condition.recorded else ""
+            code = f" ({condition.code}{when})" if condition.code else ""
+            lines[key] = f"{condition.name}{code}"
+    return list(lines.values())
 
 
 def detail(lines: Iterable[str], source: str, gaps: Iterable[str] = ()) -> str:
@@ -48,10 +83,15 @@ def monitoring_gap(
 
 
 def lab_line(result: LabResult) -> str:
+    """A result as the card shows it, with the assay when the method or the code tells it."""
     assay = f", {result.method}" if result.method else ""
+    if not assay and result.assay_rank == 1:
+        assay = ", high-sensitivity method"
     status = "" if result.rank == 2 else f", {result.status or 'status unknown'}"
+    unit = f" (no unit sent: {result.unit} from {result.code})" if result.unit_from_code else ""
     return (
-        f"{result.name or result.code}: **{result.shown()}** on {day(result.date)}{assay}{status}"
+        f"{result.name or result.code}: **{result.shown()}** on {day(result.date)}"
+        f"{assay}{status}{unit}"
     )
 
 
@@ -62,7 +102,8 @@ def fit(summary: str, shorter: str) -> str:
 
 def drug_label(course: MedicationCourse) -> str:
     """The generic name a card speaks of: "anastrozole", not the brand or the product string."""
+    for drug in _AROMATASE_INHIBITORS:  # brands (Femara, Aromasin) map to the ingredient
+        if drug in course.drugs:
+            return drug
     name = course.name.lower()
-    if "anastrozole" in course.drugs:
-        return "anastrozole"
     return next((drug for drug in _AROMATASE_INHIBITORS if drug in name), "an aromatase inhibitor")

@@ -8,14 +8,23 @@ from clinical import orders
 from clinical.finding import Finding, Intent, Severity
 from clinical.intent import infer_intent
 from clinical.record import PatientRecord, format_number
-from clinical.rules.common import detail, drug_label, fit, monitoring_gap, months
+from clinical.rules.common import (
+    detail,
+    drug_label,
+    duration,
+    fit,
+    monitoring_gap,
+    months,
+    names_of,
+)
 from clinical.rules.rule import MANAGED_BY_ONCOLOGY, MONITORING_DUE_REASONS, Input, Rule
 from clinical.settings import Settings
 
 RULE_ID = "dexa-due"
 SOURCE = (
     "ASCO 2019 (Shapiro, JCO 37:2916): DXA at AI start, repeat every 2 years (1 year if "
-    "indicated); Arimidex PI 5.2 (BMD decreases); Burnett-Bowie 2009 JCEM (BMD loss in men on anastrozole)"
+    "indicated); Arimidex PI 5.2 (BMD decreases); men: baseline and serial DXA on long-term "
+    "use (Burnett-Bowie 2009 JCEM: BMD loss in men after a year on anastrozole)"
 )
 
 
@@ -61,21 +70,23 @@ def dexa_due(record: PatientRecord, settings: Settings, now: datetime) -> list[F
     else:
         oncology = bool(record.conditions_in("breast-cancer", active_only=False))
     exposure = now - start if start else None
-    if (
-        oncology
-        or record.sex.value == "female"
-        or (exposure is not None and exposure >= settings.male_dexa_warning_after)
-    ):
+    long_use = exposure is not None and exposure >= settings.male_dexa_warning_after
+    if record.sex.value == "male" and not oncology and not long_use:
+        # Men off oncology: baseline and serial DXA on long-term use, not at the start of a
+        # course of a few months (a fertility course); from a year on the AI.
+        return []
+    if oncology or record.sex.value == "female" or long_use:
         severity = Severity.WARNING
     else:
-        severity = Severity.INFO
+        severity = Severity.INFO  # sex undetermined, first year: said, not pressed
     drug = drug_label(courses[0])
-    summary = fit(f"DEXA due on {drug}: {reason}", f"DEXA due on {drug}: bone density scan needed")
+    summary = fit(f"DXA due on {drug}: {reason}", f"DXA due on {drug}: bone density scan needed")
+    running = [course for course in courses if not course.is_draft]
     lines = [
-        f"On {', '.join(course.name for course in courses)}"
+        f"On {names_of(courses)}"
         + (
-            f" for {months(exposure)} months"
-            if exposure is not None and exposure.days > 0 and not courses[0].is_draft
+            f" for {duration(exposure)}"
+            if exposure is not None and exposure.days > 0 and running
             else ""
         ),
         f"DXA: {reason}; due every {months(interval)} months"
@@ -102,7 +113,8 @@ def dexa_due(record: PatientRecord, settings: Settings, now: datetime) -> list[F
 RULE = Rule(
     id=RULE_ID,
     title="DXA bone density scan due",
-    meaning="No baseline or no recent DXA bone density scan while on an aromatase inhibitor.",
+    meaning="No baseline or no recent DXA bone density scan while on an aromatase inhibitor "
+    "(women from the start; men on long-term use, from a year).",
     source=SOURCE,
     reads=frozenset({Input.BONE_DENSITY, Input.DXA}),
     override_reasons=(*MONITORING_DUE_REASONS, MANAGED_BY_ONCOLOGY),

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from clinical import orders
 from clinical.finding import Finding, Severity
-from clinical.intent import infer_intent
+from clinical.intent import ADULT_AGE, infer_intent
 from clinical.record import PatientRecord, format_number
 from clinical.rules.common import day, detail, lab_line
 from clinical.rules.rule import MANAGED_BY_SPECIALIST, PATIENT_DECLINED, WILL_REPEAT, Input, Rule
@@ -20,7 +20,8 @@ SOURCE = (
 
 
 def estradiol_high(record: PatientRecord, settings: Settings, now: datetime) -> list[Finding]:
-    if record.sex.value != "male":
+    # Adult male numbers: not for a boy (delayed puberty is treated with testosterone).
+    if record.sex.value != "male" or (record.age is not None and record.age < ADULT_AGE):
         return []
     testosterone = record.current_courses("testosterone-products")
     if not testosterone:
@@ -34,7 +35,13 @@ def estradiol_high(record: PatientRecord, settings: Settings, now: datetime) -> 
     if latest is None or latest.is_above(settings.estradiol_ceiling_pg_ml) is not True:
         return []
     ceiling = format_number(settings.estradiol_ceiling_pg_ml)
-    on_ai = record.current_courses("anastrozole")
+    # "despite anastrozole" only when he was taking it when the blood was drawn: not for a
+    # draft, nor for a course started after the result
+    on_ai = [
+        course
+        for course in record.current_courses("anastrozole")
+        if not course.is_draft and course.start is not None and course.start <= latest.date
+    ]
     assessment = infer_intent(record, now)
     summary = f"Estradiol {latest.shown()} on testosterone therapy: above {ceiling} pg/mL"
     if on_ai:
@@ -48,7 +55,7 @@ def estradiol_high(record: PatientRecord, settings: Settings, now: datetime) -> 
         "Repeat with a sensitive (LC-MS/MS) assay and ask about breast tenderness, "
         "gynecomastia, fluid retention; review the testosterone dose and interval first.",
     ]
-    if not on_ai:
+    if not record.current_courses("anastrozole"):
         lines.append("An aromatase inhibitor in men on TRT is off-label; not for a number alone.")
     return [
         Finding(

@@ -8,7 +8,7 @@ from clinical import orders
 from clinical.finding import Finding, Severity
 from clinical.intent import infer_intent
 from clinical.record import PatientRecord
-from clinical.rules.common import detail, fit, monitoring_gap, months
+from clinical.rules.common import detail, drug_label, fit, monitoring_gap, months
 from clinical.rules.rule import MONITORING_DUE_REASONS, Input, Rule
 from clinical.settings import Settings
 
@@ -17,7 +17,7 @@ SOURCE = "Arimidex PI 5.3: total cholesterol increases, consider cholesterol mon
 
 
 def lipid_panel_due(record: PatientRecord, settings: Settings, now: datetime) -> list[Finding]:
-    assessment = infer_intent(record, now)
+    assessment = infer_intent(record, now, "aromatase-inhibitors")
     if assessment is None or record.open_orders(
         "lipid-panel", since=now - settings.lipid_panel_interval
     ):
@@ -33,7 +33,8 @@ def lipid_panel_due(record: PatientRecord, settings: Settings, now: datetime) ->
     )
     if reason is None:
         return []
-    summary = fit(f"Lipid panel due on anastrozole: {reason}", "Lipid panel due on anastrozole")
+    drug = drug_label(course)
+    summary = fit(f"Lipid panel due on {drug}: {reason}", f"Lipid panel due on {drug}")
     lines = [
         f"Lipid panel (total cholesterol or LDL): {reason}; due every "
         f"{months(settings.lipid_panel_interval)} months and at the start of therapy.",
@@ -55,7 +56,7 @@ def lipid_panel_due(record: PatientRecord, settings: Settings, now: datetime) ->
 RULE = Rule(
     id=RULE_ID,
     title="Lipid panel due",
-    meaning="No recent lipid panel while on anastrozole.",
+    meaning="No recent lipid panel while on an aromatase inhibitor (anastrozole, letrozole, exemestane).",
     source=SOURCE,
     reads=frozenset({Input.LIPID_TESTS}),
     override_reasons=(MONITORING_DUE_REASONS),

@@ -9,7 +9,7 @@ from clinical import orders
 from clinical.finding import Finding, Severity
 from clinical.intent import infer_intent
 from clinical.record import LabResult, PatientRecord
-from clinical.rules.common import detail, fit, monitoring_gap, months
+from clinical.rules.common import detail, drug_label, fit, monitoring_gap, months
 from clinical.rules.rule import MONITORING_DUE_REASONS, Input, Rule
 from clinical.settings import Settings
 from clinical.valuesets import load
@@ -67,7 +67,7 @@ def last_liver_panel(record: PatientRecord) -> LabResult | None:
 
 
 def liver_panel_due(record: PatientRecord, settings: Settings, now: datetime) -> list[Finding]:
-    assessment = infer_intent(record, now)
+    assessment = infer_intent(record, now, "aromatase-inhibitors")
     since = now - settings.liver_panel_interval
     if assessment is None or record.open_orders("hepatic-function-panel", since):
         return []
@@ -82,7 +82,8 @@ def liver_panel_due(record: PatientRecord, settings: Settings, now: datetime) ->
     )
     if reason is None:
         return []
-    summary = fit(f"Liver panel due on anastrozole: {reason}", "Liver panel due on anastrozole")
+    drug = drug_label(course)
+    summary = fit(f"Liver panel due on {drug}: {reason}", f"Liver panel due on {drug}")
     lines = [
         f"Hepatic function panel (or ALT and AST): {reason}; due every "
         f"{months(settings.liver_panel_interval)} months and at the start of therapy.",
@@ -104,7 +105,7 @@ def liver_panel_due(record: PatientRecord, settings: Settings, now: datetime) ->
 RULE = Rule(
     id=RULE_ID,
     title="Liver panel due",
-    meaning="No recent hepatic function panel while on anastrozole.",
+    meaning="No recent hepatic function panel while on an aromatase inhibitor (anastrozole, letrozole, exemestane).",
     source=SOURCE,
     reads=frozenset({Input.LIVER_TESTS}),
     override_reasons=(MONITORING_DUE_REASONS),

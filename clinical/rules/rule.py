@@ -33,6 +33,7 @@ class Input(StrEnum):
     BONE_DENSITY = "bone-density"  # DXA results: BMD and T-scores
     DXA = "dxa"  # DXA studies done (procedures, reports, imaging) or ordered
     SURGICAL_MENOPAUSE = "surgical-menopause"  # bilateral oophorectomy
+    MENOPAUSE_TESTS = "menopause-tests"  # FSH and the last menstrual period
 
 
 # What every rule reads: without it no rule can be judged.

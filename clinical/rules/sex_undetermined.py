@@ -29,7 +29,13 @@ def sex_undetermined(record: PatientRecord, settings: Settings, now: datetime) -
         f"Sex for clinical use could not be determined: {record.sex.basis}.",
         "Estradiol floors and ceilings, the premenopausal check and sex-based dose checks are "
         "withheld; monitoring reminders still apply.",
-        "Record a sex parameter for clinical use (female-typical or male-typical) to get them.",
+        (
+            f"Review the recorded sex parameter for clinical use ({record.sex.recorded_parameter}):"
+            " female-typical or male-typical gives them."
+            if record.sex.recorded_parameter
+            else "Record a sex parameter for clinical use (female-typical or male-typical) to "
+            "get them."
+        ),
     ]
     assessment = infer_intent(record, now)
     return [

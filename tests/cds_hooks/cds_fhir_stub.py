@@ -53,12 +53,18 @@ def _subject_is(resource: Resource, patient_id: str) -> bool:
 
 
 def _codings(resource: Resource, parameter: str) -> list[tuple[str | None, str | None]]:
+    if parameter == "category":
+        return [
+            (coding.get("system"), coding.get("code"))
+            for concept in resource.get("category") or ()
+            for coding in concept.get("coding") or ()
+        ]
     if parameter == "modality":
         return [
             (series.get("modality", {}).get("system"), series.get("modality", {}).get("code"))
             for series in resource.get("series") or ()
         ]
-    concept = resource.get("code")
+    concept = resource.get("type") if parameter == "type" else resource.get("code")
     if resource.get("resourceType") == "MedicationRequest":
         concept = resource.get("medicationCodeableConcept")
     codings = concept.get("coding", []) if isinstance(concept, dict) else []
@@ -97,7 +103,7 @@ def search(resources: Iterable[Resource], query: str) -> list[Resource]:
     for name, value in params:
         if name == "patient":
             found = [r for r in found if _subject_is(r, value)]
-        elif name in ("code", "status", "modality"):
+        elif name in ("code", "status", "modality", "type", "category"):
             found = [r for r in found if _token_matches(r, name, value)]
         elif name in ("date", "authored"):
             since = value[2:] if value.startswith("ge") else value

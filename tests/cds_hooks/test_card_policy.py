@@ -129,7 +129,9 @@ def test_the_intent_line_reads_the_intent_rules_own_words(
         assert intent is None or intent_line(intent) is None
         return
     line = intent_line(intent)
-    assert line is not None and line.startswith(f"**Intent:** {intent.intent.label} (from ")
+    # the label, a qualifier the intent rule may add ("(risk reduction)"), then its evidence
+    assert line is not None and line.startswith(f"**Intent:** {intent.intent.label}")
+    assert " (from " in line
     assert line.endswith(")") and "**Intent:** " + intent.intent.label + ")" not in line
 
 

@@ -59,5 +59,5 @@ def test_a_strict_2_0_client_prefetching_the_default_templates_gets_every_card(
     response = call(client, keys, PATIENT_VIEW, hook_body(prefetch=prefetch))
     assert response.status_code == 200
     found_topics = {card["source"]["topic"]["code"] for card in response.json["cards"]}
-    assert {"estradiol-low", "dexa-due", "anastrozole-intent"} <= found_topics
+    assert {"estradiol-low", "liver-panel-due", "anastrozole-intent"} <= found_topics
     assert "data-incomplete" not in found_topics

@@ -8,6 +8,7 @@ import responses
 from flask.testing import FlaskClient
 
 from cds_hooks.auth import Caller
+from cds_hooks.services import prefetch_templates
 from tests.cds_hooks.cds_helpers import FHIR, PATIENT_VIEW, Keys, call, trt_man_chart
 from tests.cds_hooks.test_cds_fetch import fake_fhir, topics, with_fhir
 
@@ -42,7 +43,7 @@ def test_a_registered_fhir_server_named_in_capitals_is_queried(
     with responses.RequestsMock() as mock:
         fake_fhir(mock, trt_man_chart())
         response = call(client, keys, PATIENT_VIEW, body)
-        assert len(mock.calls) == 13
+        assert len(mock.calls) == len(prefetch_templates())
     assert response.status_code == 200
     assert "estradiol-low" in topics(response)
 

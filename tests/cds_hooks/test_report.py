@@ -49,8 +49,10 @@ def store_file(make_settings: Callable[..., ProductSettings], keys: Keys, tmp_pa
     answer(app, keys, low, reason="will-repeat-test", comment=COMMENT)
     open_chart(app, keys, patient="p1")  # estradiol-low kept away this time
     group = open_chart(app, keys, patient="p2")["monitoring-due"]
-    dxa = next(s for s in group["suggestions"] if "(rule dexa-due)" in orjson.dumps(s).decode())
-    answer(app, keys, group, accepted=dxa["uuid"])
+    liver = next(
+        s for s in group["suggestions"] if "(rule liver-panel-due)" in orjson.dumps(s).decode()
+    )
+    answer(app, keys, group, accepted=liver["uuid"])
     low2 = open_chart(app, keys, patient="p3", tenant="clinic-a")["estradiol-low"]
     answer(app, keys, low2, tenant="clinic-a")  # a plain dismiss
     open_chart(app, keys, patient="p4", iss=OTHER_EHR)
@@ -124,10 +126,10 @@ def test_the_csv_counts_cards_answers_reasons_and_cards_kept_away(store_file: Pa
     assert (low["cards_shown"], low["overridden"], low["overridden_with_reason"]) == ("2", "1", "1")
     assert (low["kept_away"], low["comments"], low["reason:will-repeat-test"]) == ("1", "1", "1")
     assert low["override_rate"] == "0.500" and low["acceptance_rate"] == "0.000"
-    dexa = mine[(ISSUER, "(none)", "dexa-due")]
-    assert (dexa["cards_shown"], dexa["accepted"], dexa["acceptance_rate"]) == ("3", "1", "0.333")
+    liver = mine[(ISSUER, "(none)", "liver-panel-due")]
+    assert (liver["cards_shown"], liver["accepted"], liver["acceptance_rate"]) == ("3", "1", "0.333")
     lipid = mine[(ISSUER, "(none)", "lipid-panel-due")]
-    assert lipid["accepted"] == "0"  # the DXA order was accepted, not the lipid panel
+    assert lipid["accepted"] == "0"  # the liver panel was accepted, not the lipid panel
     tenant = mine[(ISSUER, "clinic-a", "estradiol-low")]
     assert (tenant["overridden"], tenant["overridden_with_reason"]) == ("1", "0")
     assert tenant["reason:(no reason)"] == "1"

@@ -136,11 +136,13 @@ def test_accepting_one_order_of_the_monitoring_card_acknowledges_that_check_only
 ) -> None:
     group = open_chart(app, client, keys, trt_man_prefetch())["monitoring-due"]
     rules = group["extension"][EXTENSION_RULES]
-    assert len(rules) >= 3 and "dexa-due" in rules
-    dxa = next(s for s in group["suggestions"] if "(rule dexa-due)" in orjson.dumps(s).decode())
-    answer(client, keys, accept(group, dxa["uuid"]))
+    assert len(rules) >= 3 and "lipid-panel-due" in rules
+    lipids = next(
+        s for s in group["suggestions"] if "(rule lipid-panel-due)" in orjson.dumps(s).decode()
+    )
+    answer(client, keys, accept(group, lipids["uuid"]))
     again = open_chart(app, client, keys, trt_man_prefetch())["monitoring-due"]
-    assert again["extension"][EXTENSION_RULES] == [r for r in rules if r != "dexa-due"]
+    assert again["extension"][EXTENSION_RULES] == [r for r in rules if r != "lipid-panel-due"]
 
 
 def test_overriding_the_monitoring_card_with_a_reason_acknowledges_every_check_on_it(
@@ -311,14 +313,14 @@ def test_metrics_count_findings_by_disposition_and_answers_by_rule_and_reason(
     svc = {"service": PATIENT_VIEW}
     assert value(found, findings, **svc, rule="estradiol-low", disposition="card") == 1
     assert value(found, findings, **svc, rule="estradiol-low", disposition="acknowledged") == 1
-    assert value(found, findings, **svc, rule="dexa-due", disposition="grouped") == 1
+    assert value(found, findings, **svc, rule="lipid-panel-due", disposition="grouped") == 1
     assert value(found, findings, **svc, rule="anastrozole-intent", disposition="policy") == 2
     answers = "anastrozole_cds_card_answers_total"
     low = {**svc, "rule": "estradiol-low", "outcome": "overridden"}
     assert value(found, answers, **low, override_reason="will-repeat-test") == 1
-    dexa = {**svc, "rule": "dexa-due", "outcome": "overridden"}
-    assert value(found, answers, **dexa, override_reason="none") == 1
-    assert value(found, answers, **dexa, override_reason="other") == 1
+    lipids = {**svc, "rule": "lipid-panel-due", "outcome": "overridden"}
+    assert value(found, answers, **lipids, override_reason="none") == 1
+    assert value(found, answers, **lipids, override_reason="other") == 1
     comments = "anastrozole_cds_card_answer_comments_total"
     assert value(found, comments, **svc, rule="estradiol-low") == 1
     assert "Quill" not in text and "ehr-local-code" not in text

@@ -17,6 +17,7 @@ from tests.clinical.rules.builders import (
     anastrozole,
     concept,
     condition,
+    man,
     woman,
 )
 
@@ -128,19 +129,36 @@ def test_dcis_as_the_orders_indication_is_oncology() -> None:
     assert intent_of([woman(), order]) is Intent.ONCOLOGY_SUPPRESSION
 
 
+def test_a_benign_breast_lump_is_not_oncology_evidence() -> None:
+    lump = (ICD10CM, "D24.1", "Benign neoplasm of right breast")
+    assert intent_of(microdose_woman(condition(lump, rid="other"))) is Intent.UNCLEAR
+
+
 @pytest.mark.parametrize(
     "code",
     [
         (ICD10CM, "Z80.3", "Family history of malignant neoplasm of breast"),
         (SNOMED, "429740004", "Family history of malignant neoplasm of breast (situation)"),
-        (ICD10CM, "D24.1", "Benign neoplasm of right breast"),
+        (ICD10CM, "Z15.01", "Genetic susceptibility to malignant neoplasm of breast"),
+        (ICD10CM, "D05.02", "Lobular carcinoma in situ of left breast"),
     ],
     ids=lambda code: code[1],
 )
-def test_a_family_history_or_a_benign_breast_lump_is_not_oncology_evidence(
+def test_a_woman_at_high_breast_cancer_risk_takes_anastrozole_for_risk_reduction(
     code: tuple[str, str, str],
 ) -> None:
-    resources = microdose_woman(condition(code, rid="other"))
+    """IBIS-II: a family history, a BRCA variant or LCIS in a woman is risk reduction, an
+    oncology intent (LCIS is a risk marker, not the cancer DCIS is)."""
+    assessment = infer_intent(build_record(microdose_woman(condition(code, rid="risk")), NOW), NOW)
+    assert assessment is not None
+    assert assessment.intent is Intent.ONCOLOGY_SUPPRESSION
+    assert assessment.risk_reduction
+    assert "risk reduction" in assessment.explanation
+
+
+def test_a_family_history_of_breast_cancer_is_no_reason_for_a_mans_anastrozole() -> None:
+    family = (ICD10CM, "Z80.3", "Family history of malignant neoplasm of breast")
+    resources = [man(), condition(family, rid="risk"), anastrozole()]
     assert intent_of(resources) is Intent.UNCLEAR
 
 

@@ -19,6 +19,8 @@ from clinical.lazy_bundle import _Judge, read_lazily
 from clinical.reader import (
     LAB_OBSERVATION_FIELDS,
     LAB_REFERENCE_RANGE_FIELDS,
+    MENOPAUSE_RANGE_VALUESETS,
+    MENOPAUSE_REFERENCE_RANGE_FIELDS,
     build_record,
     iter_resources,
     observation_reading,
@@ -496,24 +498,31 @@ def _fields_the_reader_reads_from_labs(resources: list[dict[str, Any]]) -> set[s
     """Fields read from lab results, and from their reference ranges' entries as
     "referenceRange.<field>"."""
     read: set[str] = set()
-    ranges: list[_Recording] = []
+    ranges: list[tuple[str, _Recording]] = []
     wrapped = []
     for resource in resources:
         if _read_as_a_lab(resource):
+            # estradiol and FSH ranges are decoded with more fields (the postmenopausal range)
+            menopause = bool(
+                VALUESETS.names_for_codeable(resource.get("code")) & MENOPAUSE_RANGE_VALUESETS
+            )
+            prefix = "menopauseRange" if menopause else "referenceRange"
             entries = resource.get("referenceRange")
             if isinstance(entries, list):
                 entries = [_Recording(e, set()) if isinstance(e, dict) else e for e in entries]
-                ranges += [e for e in entries if isinstance(e, _Recording)]
+                ranges += [(prefix, e) for e in entries if isinstance(e, _Recording)]
                 resource = {**resource, "referenceRange": entries}
             resource = _Recording(resource, read)
         wrapped.append(resource)
     build_record(wrapped, NOW)
-    return read | {f"referenceRange.{field}" for entry in ranges for field in entry.read}
+    return read | {f"{prefix}.{field}" for prefix, entry in ranges for field in entry.read}
 
 
-DECODED_LAB_FIELDS = set(LAB_OBSERVATION_FIELDS) | {
-    f"referenceRange.{field}" for field in LAB_REFERENCE_RANGE_FIELDS
-}
+DECODED_LAB_FIELDS = (
+    set(LAB_OBSERVATION_FIELDS)
+    | {f"referenceRange.{field}" for field in LAB_REFERENCE_RANGE_FIELDS}
+    | {f"menopauseRange.{field}" for field in MENOPAUSE_REFERENCE_RANGE_FIELDS}
+)
 
 
 def test_the_reader_reads_no_field_of_a_lab_result_that_is_not_decoded() -> None:
@@ -530,7 +539,7 @@ def test_the_reader_reads_no_field_of_a_lab_result_that_is_not_decoded() -> None
         resources = list(iter_resources(orjson.loads(bundle_bytes(n, seed, NOW))))
         read |= _fields_the_reader_reads_from_labs(resources)
     assert {"code", "valueQuantity", "effectiveDateTime", "referenceRange"} <= read
-    assert "referenceRange.high" in read
+    assert "referenceRange.high" in read or "menopauseRange.high" in read
     assert read <= DECODED_LAB_FIELDS
 
 
@@ -545,7 +554,9 @@ def test_a_lab_result_keeps_every_field_the_reader_reads_and_drops_the_rest() ->
     lab = {
         **ESTRADIOL,
         "method": {"text": "LC-MS/MS"},
-        "referenceRange": [{"low": {"value": 10, "unit": "pg/mL"}, "high": high, "text": "10-40"}],
+        "referenceRange": [
+            {"low": {"value": 10, "unit": "pg/mL"}, "high": high, "text": "10-40", "age": {}}
+        ],
         "performer": [{"reference": "Organization/lab"}],
         "meta": {"versionId": "3"},
         "interpretation": [{"text": "Normal"}],
@@ -554,7 +565,8 @@ def test_a_lab_result_keeps_every_field_the_reader_reads_and_drops_the_rest() ->
     assert kept is not None
     assert kept[1] == {
         **{k: v for k, v in lab.items() if k in LAB_OBSERVATION_FIELDS},
-        "referenceRange": [{"high": high}],
+        # a range's bounds, type and text (the lab's postmenopausal interval); not its age
+        "referenceRange": [{"low": {"value": 10, "unit": "pg/mL"}, "high": high, "text": "10-40"}],
     }
     _same_as_decoding_everything(orjson.dumps(_bundle(PATIENT, lab)))
 

@@ -246,8 +246,11 @@ def spcu(code: str) -> dict[str, object]:
         (None, [], None),
         ("female", [spcu("female-typical")], "female"),
         (None, [spcu("male-typical")], "male"),
-        ("male", [spcu("female-typical")], None),
+        # a current parameter wins over gender (Gender Harmony: many transgender patients)
+        ("male", [spcu("female-typical")], "female"),
+        ("female", [spcu("male-typical")], "male"),
         ("female", [spcu("specified")], None),
+        ("male", [spcu("unknown")], None),
         ("female", [spcu("female-typical"), spcu("male-typical")], None),
     ],
 )
@@ -537,9 +540,22 @@ def test_a_result_dated_after_today_is_left_out_and_said() -> None:
     )
 
 
-def test_a_result_later_today_in_another_time_zone_is_kept() -> None:
-    later = estradiol("e2-later", effectiveDateTime="2026-11-01T20:00:00-05:00")  # 01:00 UTC
-    assert build_record([later], NOW).results("estradiol-serum") != []
+def test_a_result_earlier_today_in_a_zone_behind_utc_is_kept() -> None:
+    earlier = estradiol("e2-earlier", effectiveDateTime="2026-11-01T06:00:00-05:00")  # 11:00 UTC
+    assert build_record([earlier], NOW).results("estradiol-serum") != []
+
+
+def test_a_result_later_than_now_in_another_time_zone_is_left_out_and_said() -> None:
+    """20:00 at -05:00 is 01:00 UTC tomorrow: after now, compared as aware instants."""
+    later = estradiol("e2-later", effectiveDateTime="2026-11-01T20:00:00-05:00")
+    record = build_record([later], NOW)
+    assert record.results("estradiol-serum") == []
+    assert any("after today" in gap for gap in record.gaps_for("estradiol-serum"))
+
+
+def test_a_result_dated_today_without_a_time_is_kept() -> None:
+    today = estradiol("e2-today", effectiveDateTime="2026-11-01")
+    assert build_record([today], NOW).results("estradiol-serum") != []
 
 
 def test_the_tablet_strength_comes_from_the_coding_when_the_text_has_none() -> None:

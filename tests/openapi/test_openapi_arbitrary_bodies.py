@@ -15,7 +15,13 @@ from hypothesis import strategies as st
 from anastrozole_cds.app import create_app
 from cds_hooks.services import prefetch_templates
 from runtime.settings import ProductSettings
-from tests.cds_hooks.cds_helpers import ORDER_SELECT, ORDER_SIGN, PATIENT_VIEW, trt_man_chart
+from tests.cds_hooks.cds_helpers import (
+    ORDER_SELECT,
+    ORDER_SIGN,
+    PATIENT_VIEW,
+    anastrozole,
+    trt_man_chart,
+)
 
 RESOURCE_TYPES = (
     "Patient", "MedicationRequest", "MedicationStatement", "Condition", "Observation",
@@ -129,7 +135,11 @@ def test_a_valid_context_with_arbitrary_chart_data_gets_cards(
     @FUZZ
     @given(
         chart=st.lists(resources, max_size=12),
-        drafts=st.lists(resources, max_size=3),
+        # arbitrary drafts, and now and then a real one: an anastrozole order at 1 mg daily
+        drafts=st.lists(
+            resources | st.just(anastrozole("rx-draft", status="draft", dose_mg=1, per_week=7)),
+            max_size=3,
+        ),
     )
     def check(chart: list[dict[str, Any]], drafts: list[dict[str, Any]]) -> None:
         body = {

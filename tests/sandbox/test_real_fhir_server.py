@@ -325,7 +325,7 @@ def test_a_paged_prefetch_without_fhir_access_withholds_the_estradiol_checks_and
     response = _call(service, body)
     shown = _rules_shown(response)
     assert {"estradiol-low", "estradiol-monitoring-due"}.isdisjoint(shown)  # not guessed
-    assert "dexa-due" in shown  # what the estradiol results do not decide is still said
+    assert "anastrozole-intent" not in _detail(response, "data-incomplete")  # judged: not skipped
     detail = _detail(response, "data-incomplete")
     assert "estradiol results: only the first page was sent" in detail
     assert "`estradiol-low`" in detail

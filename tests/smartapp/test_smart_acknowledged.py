@@ -100,8 +100,8 @@ def test_a_finding_answered_with_a_reason_is_marked_acknowledged_with_reason_and
     assert "not shown there as a card until" in words
     low = page.split('data-rule="estradiol-low"', 1)[1].split("</li>", 1)[0]
     assert 'class="acknowledged"' in low
-    dexa = page.split('data-rule="dexa-due"', 1)[1].split("</li>", 1)[0]
-    assert "acknowledged" not in dexa  # still a card in the EHR: not marked
+    intent = page.split('data-rule="anastrozole-intent"', 1)[1].split("</li>", 1)[0]
+    assert "acknowledged" not in intent  # not answered: not marked
     assert 'data-rule="estradiol-low"' in page  # the app lists it all the same
 
 

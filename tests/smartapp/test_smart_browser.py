@@ -30,7 +30,7 @@ def test_ehr_launch_to_dashboard_in_a_real_browser(
 
     # the findings, in the cards' words, most severe first
     rules = page.locator("li.finding").evaluate_all("els => els.map(e => e.dataset.rule)")
-    assert rules == ["estradiol-low", "dexa-due", "anastrozole-intent"]
+    assert rules == ["estradiol-low", "anastrozole-intent"]  # no DXA card in his first year
     first = page.locator("li.finding").first
     assert "Estradiol 11 pg/mL on anastrozole (TRT): below 20 pg/mL floor" in first.inner_text()
     assert "Warning" in first.locator(".badge").inner_text().title()
@@ -70,18 +70,18 @@ def test_the_page_works_from_the_keyboard(live: LiveEhr, page: Any) -> None:
     page.wait_for_selector("section.findings")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.className") == "skip-link"
-    dexa = page.locator("#finding-dexa-due details")
-    assert dexa.get_attribute("open") is None
-    dexa.locator("summary").focus()
+    intent = page.locator("#finding-anastrozole-intent details")
+    assert intent.get_attribute("open") is None
+    intent.locator("summary").focus()
     page.keyboard.press("Enter")
-    assert dexa.get_attribute("open") is not None
+    assert intent.get_attribute("open") is not None
 
 
 def test_the_app_works_inside_the_ehr_iframe(live: LiveEhr, page: Any, tmp_path: Path) -> None:
-    page.goto(live.launch_url("/ehr/frame", appContext='{"rule": "dexa-due"}'))
+    page.goto(live.launch_url("/ehr/frame", appContext='{"rule": "estradiol-low"}'))
     frame = page.frame_locator("iframe")
     frame.locator("section.findings").wait_for()
-    assert "DEXA due on anastrozole" in frame.locator("li.finding.highlighted").inner_text()
+    assert "Estradiol 11 pg/mL" in frame.locator("li.finding.highlighted").inner_text()
     assert frame.locator("svg.trend-chart circle[data-series=estradiol]").count() == 2
     shot = tmp_path / "in-ehr-iframe.png"
     page.screenshot(path=str(shot))

@@ -30,7 +30,14 @@ STALE = "man_trt_anastrozole_stale_monitoring.json"
 OSTEOPOROSIS = "woman_anastrozole_osteoporosis_no_bisphosphonate.json"
 ONCOLOGY_NO_DEXA = "woman_oncology_anastrozole_no_dexa.json"
 UNCLEAR = "woman_anastrozole_no_breast_cancer_context.json"
-EXTRA = ("MedicationStatement", "ServiceRequest", "ImagingStudy")
+EXTRA = (
+    "MedicationStatement",
+    "ServiceRequest",
+    "ImagingStudy",
+    "MedicationAdministration",
+    "List",
+    "DocumentReference",
+)
 
 
 class Sandboxes:
@@ -114,12 +121,12 @@ def test_no_banner_when_the_ehr_shows_its_own(tmp_path: Path, every_patient: San
 def test_the_rule_of_the_card_that_opened_the_app_is_marked(
     tmp_path: Path, every_patient: Sandboxes
 ) -> None:
-    page = page_for(tmp_path, every_patient, LOW_E2, app_context='{"rule": "dexa-due"}')
+    page = page_for(tmp_path, every_patient, LOW_E2, app_context='{"rule": "estradiol-low"}')
     marked = re.findall(r'<li id="finding-([^"]+)" class="finding [^"]*highlighted[^"]*"', page)
-    assert marked == ["dexa-due"]
-    assert 'data-rule="dexa-due" data-severity="info" aria-current="true"' in page
-    assert 'href="#finding-dexa-due"' in page
-    assert "Opened from the card DXA bone density scan due" in text(page)
+    assert marked == ["estradiol-low"]
+    assert 'data-rule="estradiol-low" data-severity="warning" aria-current="true"' in page
+    assert 'href="#finding-estradiol-low"' in page
+    assert "Opened from the card Estradiol below the floor" in text(page)
 
 
 def test_a_card_that_no_longer_fires_is_said(tmp_path: Path, every_patient: Sandboxes) -> None:
@@ -150,7 +157,7 @@ def test_the_monitoring_timeline_says_what_is_due_and_when_each_was_last_done(
     assert statuses == {"dexa": "ok", "liver": "due", "lipid": "due", "glycemic": "due"}
     words = text(page)
     assert (
-        "DEXA bone density Up to date Last 2025-09-02 · T-score Lumbar spine -0.3 · Hip 0" in words
+        "DXA bone density Up to date Last 2025-09-02 · T-score Lumbar spine -0.3 · Hip 0" in words
     )
     assert "Repeat by 2027-09-02" in words
     assert "Liver panel Due now" in words
@@ -244,3 +251,20 @@ def test_create_app_then_init_app_again_replaces_settings_without_a_second_bluep
     smartapp.init_app(app, product, smart_settings=SmartSettings(client_id="second"))
     assert app.extensions["smartapp"].smart.client_id == "second"
     assert list(app.blueprints).count("smartapp") == 1
+
+
+def test_a_recent_liver_panel_showing_hys_law_is_never_up_to_date_in_the_timeline() -> None:
+    """The panel was done days ago, so it is not due; but its results are Hy's law: the
+    timeline says the critical finding, not a green "Up to date" beside it."""
+    name = "hys_law_with_bilirubin_in_greek_mu_units.json"
+    now = datetime.fromisoformat(expected_scenarios()[name]["now"])
+    dashboard = build_dashboard(
+        resources_of(read_fixture(name)), now=now, settings=DEFAULT_SETTINGS
+    )
+    liver = next(item for item in dashboard.monitoring if item.key == "liver")
+    assert liver.status == "finding"
+    assert liver.severity == "critical"
+    assert liver.status_text == "Critical: transaminases raised on anastrozole"
+    assert liver.repeat_by is None
+    lipid = next(item for item in dashboard.monitoring if item.key == "lipid")
+    assert lipid.status == "ok"  # a panel with no finding of its own stays up to date

@@ -23,6 +23,7 @@ RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 CPT = "http://www.ama-assn.org/go/cpt"
 UCUM = "http://unitsofmeasure.org"
+PCS = "http://www.cms.gov/Medicare/Coding/ICD10"
 
 Resource = dict[str, Any]
 Code = tuple[str, str, str]  # (system, code, display)

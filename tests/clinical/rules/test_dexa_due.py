@@ -22,6 +22,7 @@ from tests.clinical.rules.builders import (
     condition,
     drug,
     dxa,
+    fertility_man,
     fires,
     man,
     oncology_woman,
@@ -40,7 +41,7 @@ LONG_COURSE = anastrozole_daily(
 
 def test_no_dxa_on_record_is_due_with_a_dxa_order_suggested() -> None:
     finding = fires(dexa_due, oncology_woman())
-    assert finding.summary == "DEXA due on anastrozole: none on record"
+    assert finding.summary == "DXA due on anastrozole: none on record"
     assert [order.codings[0].code for order in finding.suggested_orders] == ["77080"]
 
 
@@ -150,10 +151,6 @@ def test_a_draft_order_asks_for_a_baseline_dxa() -> None:
         pytest.param(oncology_woman(), Severity.WARNING, id="oncology-woman"),
         pytest.param([woman(), anastrozole()], Severity.WARNING, id="woman-unclear-intent"),
         pytest.param(
-            trt_man(ana=anastrozole(start=ago(200))), Severity.INFO, id="trt-man-first-year"
-        ),
-        pytest.param(trt_man(ana=anastrozole(start=ago(364))), Severity.INFO, id="trt-man-day-364"),
-        pytest.param(
             trt_man(ana=anastrozole(start=ago(365))), Severity.WARNING, id="trt-man-one-year"
         ),
         pytest.param([patient("unknown"), anastrozole()], Severity.INFO, id="sex-undetermined"),
@@ -165,11 +162,25 @@ def test_severity_is_warning_for_oncology_or_a_woman_and_for_others_after_a_year
     assert fires(dexa_due, resources).severity is severity
 
 
+@pytest.mark.parametrize("days", [30, 200, 364])
+def test_a_man_starting_a_short_course_off_oncology_is_not_sent_for_a_dxa(days: int) -> None:
+    """Men get baseline and serial DXA on long-term use, not at the start of a fertility or
+    TRT course of a few months; from a year on the AI they do."""
+    assert run(dexa_due, trt_man(ana=anastrozole(start=ago(days)))) == []
+    assert run(dexa_due, fertility_man(ana=anastrozole(start=ago(days)))) == []
+
+
+def test_a_short_course_says_its_days_not_zero_months() -> None:
+    finding = fires(dexa_due, oncology_woman(ana=anastrozole_daily(start=ago(10))))
+    assert "for 10 days" in finding.detail
+    assert "0 months" not in finding.detail
+
+
 def test_another_aromatase_inhibitor_with_breast_cancer_is_oncology_severity() -> None:
     letrozole = drug(LETROZOLE, "letrozole", start=ago(100))
     finding = fires(dexa_due, [man(), condition(BREAST_CANCER), letrozole])
     assert finding.severity is Severity.WARNING
-    assert finding.summary.startswith("DEXA due on letrozole")
+    assert finding.summary.startswith("DXA due on letrozole")
     assert finding.intent is None
 
 
@@ -203,9 +214,16 @@ def test_a_renewal_written_as_a_new_order_does_not_ask_for_a_new_baseline() -> N
     assert run(dexa_due, resources) == []
 
 
-def test_a_future_dated_course_does_not_say_a_negative_time_on_it() -> None:
-    finding = fires(dexa_due, oncology_woman(ana=anastrozole_daily(start=ahead(60))))
+def test_a_course_planned_to_start_later_does_not_say_a_negative_time_on_it() -> None:
+    planned = anastrozole_daily(start=ago(1))
+    planned["dosageInstruction"][0]["timing"]["repeat"]["boundsPeriod"] = {"start": ahead(60)}
+    finding = fires(dexa_due, oncology_woman(ana=planned))
     assert "months" not in finding.detail.split("\n")[0]
+    assert " for " not in finding.detail.split("\n")[0]
+
+
+def test_an_order_authored_in_the_future_is_left_out() -> None:
+    assert run(dexa_due, oncology_woman(ana=anastrozole_daily(start=ahead(60)))) == []
 
 
 def test_a_dxa_order_left_open_longer_than_the_interval_no_longer_silences_it() -> None:

@@ -54,7 +54,7 @@ def test_estradiol_at_the_ceiling_is_not_high_and_just_above_it_is(
 def test_estradiol_in_pmol_per_litre_is_compared_in_pg_per_ml() -> None:
     # 180 pmol/L is 49 pg/mL; 140 pmol/L is 38 pg/mL.
     assert (
-        "49.03 pg/mL"
+        "49.0 pg/mL (180 pmol/L)"
         in fires(estradiol_high, on_testosterone_only(estradiol(180, "pmol/L"))).summary
     )
     assert run(estradiol_high, on_testosterone_only(estradiol(140, "pmol/L"))) == []

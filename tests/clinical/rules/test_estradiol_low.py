@@ -60,7 +60,7 @@ def test_low_estradiol_in_fertility_intent_fires_with_the_fertility_label() -> N
 def test_estradiol_in_pmol_per_litre_is_judged_in_pg_per_ml() -> None:
     # 55 pmol/L is 14.98 pg/mL: low. 80 pmol/L is 21.8 pg/mL: not low.
     finding = fires(estradiol_low, trt_man(estradiol(55, "pmol/L")))
-    assert "14.98 pg/mL" in finding.summary
+    assert "15 pg/mL (55 pmol/L)" in finding.summary  # no more precision than sent
     assert run(estradiol_low, trt_man(estradiol(80, "pmol/L"))) == []
 
 
@@ -179,6 +179,6 @@ def test_a_result_written_in_words_as_below_a_bound_counts_as_below_it(text: str
 def test_a_converted_result_is_shown_as_the_lab_sent_it_too() -> None:
     """The clinician matches the card to the lab report, which says 44 pmol/L."""
     finding = fires(estradiol_low, trt_man(estradiol(44, "pmol/L")))
-    assert "11.99 pg/mL (44 pmol/L)" in finding.summary
+    assert "12 pg/mL (44 pmol/L)" in finding.summary
     assert "(44 pmol/L)" in finding.detail
     assert "(" not in fires(estradiol_low, trt_man(estradiol(11))).summary.split("on")[0]

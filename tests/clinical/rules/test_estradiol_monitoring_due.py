@@ -142,7 +142,7 @@ def test_an_estradiol_ordered_within_the_interval_silences_it_and_an_older_order
 
 @pytest.mark.parametrize(
     "text",
-    ["Not detected", "Undetectable", "<LOQ", "<5"],  # "<5": no unit, so not compared
+    ["Not detected", "Undetectable", "<LOQ"],
 )
 def test_an_estradiol_that_cannot_be_read_is_named_not_called_none(text: str) -> None:
     """An estradiol drawn 3 weeks ago with a result the rules cannot compare: the card says

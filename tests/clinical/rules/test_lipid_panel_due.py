@@ -107,9 +107,13 @@ def test_it_applies_to_anastrozole_whatever_the_intent(
     assert fires(lipid_panel_due, resources).intent is intent
 
 
-def test_no_anastrozole_means_no_reminder() -> None:
+def test_no_aromatase_inhibitor_means_no_reminder() -> None:
     assert run(lipid_panel_due, oncology_woman(ana=anastrozole_daily(status="stopped"))) == []
-    assert run(lipid_panel_due, letrozole_only()) == []
+
+
+def test_letrozole_is_the_same_class_and_gets_the_reminder_in_its_own_name() -> None:
+    finding = fires(lipid_panel_due, letrozole_only())
+    assert "on letrozole" in finding.summary
 
 
 def test_a_site_interval_of_180_days_makes_a_200_day_old_panel_due() -> None:

@@ -12,8 +12,10 @@ from clinical.settings import Settings
 from tests.clinical.rules.builders import (
     BILATERAL_OOPHORECTOMY,
     GOSERELIN,
+    ICD10CM,
     LETROZOLE,
     LEUPROLIDE,
+    PCS,
     POSTMENOPAUSAL,
     PREMENOPAUSAL,
     ago,
@@ -31,10 +33,19 @@ from tests.clinical.rules.builders import (
     woman,
 )
 
+FSH = "15067-2"
+ESTRADIOL = "2243-4"
+BSO_STATUS = (ICD10CM, "Z90.722", "Acquired absence of ovaries, bilateral")
+BSO_PCS = (PCS, "0UT24ZZ", "Resection of Bilateral Ovaries, Percutaneous Endoscopic Approach")
+CLIMACTERIC = (ICD10CM, "N95.1", "Menopausal and female climacteric states")
+CHEMOTHERAPY = (ICD10CM, "Z92.21", "Personal history of antineoplastic chemotherapy")
 
-def young_woman(*extra: dict[str, Any], age: int = 45) -> list[dict[str, Any]]:
+
+def young_woman(
+    *extra: dict[str, Any], age: int = 45, ana: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """A woman of 45 with breast cancer on anastrozole and nothing about menopause."""
-    return oncology_woman(*extra, age=age)
+    return oncology_woman(*extra, age=age, ana=ana)
 
 
 def test_a_woman_under_60_not_shown_postmenopausal_is_a_warning_with_fsh_and_estradiol_orders() -> (
@@ -65,32 +76,138 @@ def test_age_60_or_more_counts_as_postmenopausal(birth_date: str, fired: bool) -
     assert bool(run(premenopausal_on_ai, oncology_woman(birth_date=birth_date))) is fired
 
 
+def postmenopausal_labs(days_ago: float = 30) -> list[dict[str, Any]]:
+    """FSH 68 IU/L and estradiol 8 pg/mL the same day: both in the postmenopausal range."""
+    return [
+        lab(FSH, 68, "IU/L", rid=f"fsh-{days_ago}", when=ago(days_ago)),
+        lab(ESTRADIOL, 8, "pg/mL", rid=f"e2-{days_ago}", when=ago(days_ago)),
+    ]
+
+
 @pytest.mark.parametrize(
     "evidence",
     [
-        pytest.param(condition(POSTMENOPAUSAL, rid="meno"), id="menopause-condition"),
         pytest.param(
-            condition(POSTMENOPAUSAL, rid="meno", clinical_status="inactive"),
-            id="menopause-inactive",
+            [procedure(BILATERAL_OOPHORECTOMY, rid="bso", days_ago=900)], id="oophorectomy"
+        ),
+        pytest.param([condition(BSO_STATUS, rid="z90722")], id="absent-ovaries-Z90.722"),
+        pytest.param([procedure(BSO_PCS, rid="bso-pcs", days_ago=400)], id="icd-10-pcs-0UT24ZZ"),
+        pytest.param(
+            [condition(POSTMENOPAUSAL, rid="meno"), *postmenopausal_labs()],
+            id="menopause-with-fsh-and-estradiol",
         ),
         pytest.param(
-            procedure(BILATERAL_OOPHORECTOMY, rid="bso", days_ago=900), id="bilateral-oophorectomy"
+            [
+                condition(POSTMENOPAUSAL, rid="meno", clinical_status="inactive"),
+                *postmenopausal_labs(),
+            ],
+            id="menopause-inactive-with-labs",
         ),
         pytest.param(
-            {
-                **lab("73831-0", rid="meno-status", when=ago(30)),
-                "valueCodeableConcept": {
-                    "coding": [{"system": POSTMENOPAUSAL[0], "code": POSTMENOPAUSAL[1]}]
+            [
+                {
+                    **lab("73831-0", rid="meno-status", when=ago(30)),
+                    "valueCodeableConcept": {
+                        "coding": [{"system": POSTMENOPAUSAL[0], "code": POSTMENOPAUSAL[1]}]
+                    },
                 },
-            },
-            id="menopausal-status-observation",
+                *postmenopausal_labs(),
+            ],
+            id="menopausal-status-observation-with-labs",
         ),
     ],
 )
-def test_a_menopause_diagnosis_or_bilateral_oophorectomy_shows_postmenopause(
-    evidence: dict[str, Any],
+def test_nccn_menopause_bilateral_oophorectomy_or_amenorrhoea_with_fsh_and_estradiol(
+    evidence: list[dict[str, Any]],
 ) -> None:
-    assert run(premenopausal_on_ai, young_woman(evidence)) == []
+    assert run(premenopausal_on_ai, young_woman(*evidence)) == []
+
+
+def test_a_menopause_code_alone_under_60_does_not_prove_menopause() -> None:
+    """NCCN: under 60, FSH and estradiol in the postmenopausal range are needed too."""
+    finding = fires(premenopausal_on_ai, young_woman(condition(POSTMENOPAUSAL, rid="meno")))
+    assert finding.severity is Severity.WARNING
+    assert "FSH and estradiol in the postmenopausal range" in finding.detail
+
+
+def test_climacteric_symptoms_at_45_are_not_proof_of_menopause() -> None:
+    symptoms = condition(CLIMACTERIC, rid="n951")
+    finding = fires(premenopausal_on_ai, young_woman(symptoms, *postmenopausal_labs()))
+    assert "not proof of menopause" in finding.detail
+
+
+def test_a_unilateral_oophorectomy_is_not_menopause() -> None:
+    one_side = condition((ICD10CM, "Z90.721", "Acquired absence of ovaries, unilateral"), rid="u")
+    assert run(premenopausal_on_ai, young_woman(one_side)) != []
+
+
+def test_amenorrhoea_after_chemotherapy_does_not_prove_menopause() -> None:
+    """One FSH/estradiol pair after chemotherapy is not enough: NCCN asks for serial ones."""
+    resources = young_woman(
+        condition(POSTMENOPAUSAL, rid="meno"),
+        condition(CHEMOTHERAPY, rid="chemo", clinical_status=None),
+        *postmenopausal_labs(),
+    )
+    finding = fires(premenopausal_on_ai, resources)
+    assert "serial FSH and estradiol" in finding.detail
+    serial = [*resources, *postmenopausal_labs(days_ago=120)]
+    assert run(premenopausal_on_ai, serial) == []
+
+
+def test_ovarian_function_recovering_on_the_ai_warns_despite_an_older_menopause_code() -> None:
+    """Chemotherapy-induced amenorrhoea, postmenopausal labs once, then on the AI estradiol
+    rises to 85 pg/mL and FSH falls: the ovaries have recovered."""
+    resources = young_woman(
+        condition(POSTMENOPAUSAL, rid="meno"),
+        lab(FSH, 70, "IU/L", rid="fsh-old", when=ago(300)),
+        lab(ESTRADIOL, 9, "pg/mL", rid="e2-old", when=ago(300)),
+        lab(FSH, 12, "IU/L", rid="fsh-new", when=ago(10)),
+        lab(ESTRADIOL, 85, "pg/mL", rid="e2-new", when=ago(10)),
+        ana=anastrozole_daily(start=ago(250)),
+    )
+    finding = fires(premenopausal_on_ai, resources)
+    assert finding.severity is Severity.WARNING
+    assert finding.summary.startswith("Estradiol 85 pg/mL on anastrozole")
+    assert "FSH falling" in finding.detail
+    assert "Observation/e2-new" in finding.evidence
+
+
+def test_a_premenopausal_estradiol_on_an_ai_is_itself_a_finding() -> None:
+    finding = fires(
+        premenopausal_on_ai, young_woman(lab(ESTRADIOL, 140, "pg/mL", rid="e2", when=ago(5)))
+    )
+    assert "ovarian function present" in finding.summary
+
+
+def test_the_labs_postmenopausal_range_is_preferred_to_the_site_default() -> None:
+    """Estradiol 25 pg/mL is above the site default (20) but inside this lab's
+    postmenopausal interval (<= 30): in range."""
+    e2 = lab(ESTRADIOL, 25, "pg/mL", rid="e2", when=ago(30))
+    e2["referenceRange"] = [
+        {
+            "high": {"value": 30, "unit": "pg/mL"},
+            "appliesTo": [{"text": "Postmenopausal"}],
+        }
+    ]
+    fsh = lab(FSH, 60, "mIU/mL", rid="fsh", when=ago(30))
+    resources = young_woman(condition(POSTMENOPAUSAL, rid="meno"), e2, fsh)
+    assert run(premenopausal_on_ai, resources) == []
+
+
+def test_a_recent_last_menstrual_period_is_critical() -> None:
+    lmp = {
+        **lab("8665-2", rid="lmp", when=ago(20)),
+        "valueDateTime": ago(40)[:10],
+    }
+    finding = fires(premenopausal_on_ai, young_woman(lmp))
+    assert finding.severity is Severity.CRITICAL
+    assert "still menstruating" in finding.detail
+
+
+def test_a_provisional_menopause_decides_nothing() -> None:
+    provisional = condition(POSTMENOPAUSAL, rid="meno", verification="provisional")
+    finding = fires(premenopausal_on_ai, young_woman(provisional, *postmenopausal_labs()))
+    assert "Not confirmed (active, provisional)" in finding.detail
 
 
 def test_a_planned_oophorectomy_does_not_show_postmenopause() -> None:

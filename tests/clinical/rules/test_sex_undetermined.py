@@ -23,8 +23,8 @@ from tests.clinical.rules.builders import (
         ("unknown", None, "Patient.gender is unknown"),
         (None, None, "Patient.gender is missing"),
         ("other", None, "Patient.gender is other"),
-        ("male", "female-typical", "differs from Patient.gender male"),
         ("female", "specified", "sex parameter for clinical use is specified"),
+        ("male", "unknown", "sex parameter for clinical use is unknown"),
     ],
 )
 def test_undetermined_sex_on_anastrozole_is_an_info_card_giving_the_reason(
@@ -65,5 +65,7 @@ def test_no_card_when_not_on_an_aromatase_inhibitor(resources: list[dict[str, An
 
 
 def test_evidence_points_at_the_patient() -> None:
-    finding = fires(sex_undetermined, [patient("unknown", pid="pt-42"), anastrozole()])
+    order = anastrozole()
+    order["subject"] = {"reference": "Patient/pt-42"}
+    finding = fires(sex_undetermined, [patient("unknown", pid="pt-42"), order])
     assert finding.evidence == ("Patient/pt-42",)
