@@ -8,7 +8,7 @@ are about) and which cannot be trusted because their data is missing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -64,7 +64,7 @@ def answer(
     else:
         concerned = bool(record.medications)  # a drug the rules read (clinical/record.py)
     skipped = [rule for rule in chart.skipped_rules() if settings.enabled(rule)]
-    shown = [f for f in findings if f.rule_id not in skipped]
+    shown = [_with_notes(f, chart) for f in findings if f.rule_id not in skipped]
 
     # the [cards] policy, suppression by feedback, monitoring reminders together
     rendered = screen.cards(shown, resources, card_context)
@@ -142,3 +142,9 @@ def _orders_aromatase_inhibitor(
         return False
     medications = [r for r in around if r.get("resourceType") == "Medication"]
     return bool(build_record([*orders, *medications], now).courses(AI_GROUP))
+
+
+def _with_notes(finding: Finding, chart: Chart) -> Finding:
+    """The finding, saying which optional data it was judged without (the card shows them)."""
+    notes = tuple(n for n in chart.notes_for(finding.rule_id) if n not in finding.data_gaps)
+    return replace(finding, data_gaps=finding.data_gaps + notes) if notes else finding

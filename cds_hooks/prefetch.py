@@ -76,15 +76,28 @@ class DataGap:
 
 
 @dataclass(frozen=True, slots=True)
+class DataNote:
+    """An optional slice that could not be had: its rules are judged, and say it."""
+
+    provides: frozenset[Input]
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Chart:
     resources: tuple[dict[str, Any], ...]
     gaps: tuple[DataGap, ...] = ()
+    notes: tuple[DataNote, ...] = ()
     # key -> prefetch|null|fetched|failed|absent|incomplete|not_granted|not_sent
     sources: dict[str, str] = field(default_factory=dict)
 
     def withheld(self, rule_id: str) -> bool:
         """True when a rule's data is incomplete, so its finding cannot be trusted."""
         return any(rule_id in rules_reading(gap.provides) for gap in self.gaps)
+
+    def notes_for(self, rule_id: str) -> tuple[str, ...]:
+        """What the rule's finding must say was not available (optional slices it reads)."""
+        return tuple(n.text for n in self.notes if rule_id in rules_reading(n.provides))
 
     def skipped_rules(self) -> list[str]:
         """The rules whose data is incomplete, in catalogue order."""
@@ -138,9 +151,15 @@ class _Gathering:
     resources: list[dict[str, Any]] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
     gaps: list[DataGap] = field(default_factory=list)
+    notes: list[DataNote] = field(default_factory=list)
 
     def gap(self, template: PrefetchTemplate, reason: str, fault: str) -> None:
         self.gaps.append(DataGap(template.key, template.label, reason, template.provides, fault))
+
+    def note(self, template: PrefetchTemplate) -> None:
+        """An optional key that could not be had: said, when its template says what it holds."""
+        if template.said_when_missing:
+            self.notes.append(DataNote(template.provides, template.said_when_missing))
 
 
 def gather_chart(
@@ -183,7 +202,7 @@ def gather_chart(
             [gap.key for gap in core],
             core,
         )
-    return Chart(tuple(chart.resources), tuple(chart.gaps), chart.sources)
+    return Chart(tuple(chart.resources), tuple(chart.gaps), tuple(chart.notes), chart.sources)
 
 
 def _take(
@@ -215,6 +234,8 @@ def _take(
         # null: the client had no data; an optional key: as one the EHR does not offer
         if template.required and (key not in prefetch or problem is not None):
             chart.gap(template, _not_granted(template), NOT_GRANTED)
+        elif key not in prefetch or problem is not None:
+            chart.note(template)
         return None
     return template.resolve(chart.patient_id, today)
 
@@ -255,6 +276,8 @@ def _without_access(
         chart.sources[key] = "failed"
         if template.required:
             chart.gap(template, problem, "bad_response")
+        else:
+            chart.note(template)
     elif present:
         chart.sources[key] = "null"  # the client had no data for it
     elif template.required:
@@ -262,6 +285,7 @@ def _without_access(
         chart.gap(template, f"not sent in the prefetch, and {no_access_reason}", NOT_SENT)
     else:
         chart.sources[key] = "absent"
+        chart.note(template)
 
 
 def _took(
@@ -288,8 +312,11 @@ def _took(
     # a null key (the client had no data) that fails stays "no data"
     unsatisfied = prefetch.get(key) is not None
     asked_for = key not in prefetch or unsatisfied
-    if not result.usable and template.required and asked_for:
-        chart.gap(template, _reason(result), result.fault or NO_DATA)
+    if not result.usable and asked_for:
+        if template.required:
+            chart.gap(template, _reason(result), result.fault or NO_DATA)
+        else:
+            chart.note(template)
 
 
 # -- orders that name their drug by reference ------------------------------------------------

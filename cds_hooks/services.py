@@ -36,6 +36,9 @@ class PrefetchTemplate:
     lookback_days: int | None = None  # adds `date=ge{{today() - N days}}`
     date_parameter: str = "date"
     required: bool = True  # missing, and no FHIR access: 412; failed: its readers are withheld
+    # An optional key's absence, said on the cards of the rules that read its slice (they are
+    # judged, not withheld: many EHRs never offer it)
+    said_when_missing: str | None = None
     provides: frozenset[Input] = frozenset()
 
     @property
@@ -165,8 +168,9 @@ def prefetch_templates() -> tuple[PrefetchTemplate, ...]:
         ),
         PrefetchTemplate(
             "estradiol",
-            "estradiol results",
-            f"{observation}&code={_codes('estradiol-serum')}&_sort=-date&_count=20",
+            "estradiol and testosterone results",  # testosterone: the T/E2 ratio beside a low E2
+            f"{observation}&code={_codes('estradiol-serum', 'testosterone-total')}"
+            "&_sort=-date&_count=40",
             lookback_days=730,
             provides=frozenset({Input.ESTRADIOL}),
         ),
@@ -235,8 +239,10 @@ def prefetch_templates() -> tuple[PrefetchTemplate, ...]:
             "medicationAdministrations",
             "medications given in clinic",
             f"MedicationAdministration?patient={patient}&_count=100",
-            required=False,  # clinic-given depots (goserelin, leuprolide, denosumab)
-            provides=frozenset({Input.MEDICATIONS}),
+            required=False,  # many EHRs offer no MedicationAdministration search
+            provides=frozenset({Input.CLINIC_GIVEN}),
+            said_when_missing="doses given in clinic (MedicationAdministration) could not be "
+            "read: a GnRH agonist depot, denosumab or zoledronic acid given there would not be seen",
         ),
         PrefetchTemplate(
             "medicationLists",
@@ -250,7 +256,6 @@ def prefetch_templates() -> tuple[PrefetchTemplate, ...]:
             "FSH and last menstrual period",
             f"{observation}&code={_codes('fsh', 'last-menstrual-period')}&_sort=-date&_count=20",
             lookback_days=1825,
-            required=False,
             provides=frozenset({Input.MENOPAUSE_TESTS}),
         ),
         PrefetchTemplate(

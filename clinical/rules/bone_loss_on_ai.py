@@ -70,7 +70,7 @@ RULE = Rule(
     title="Osteoporosis on an aromatase inhibitor without bone protection",
     meaning="Osteoporosis or a low T-score on an aromatase inhibitor without bone-protective therapy.",
     source=SOURCE,
-    reads=frozenset({Input.BONE_DENSITY}),
+    reads=frozenset({Input.BONE_DENSITY, Input.CLINIC_GIVEN}),
     override_reasons=(BONE_THERAPY_ELSEWHERE, MANAGED_BY_ONCOLOGY, PATIENT_DECLINED),
     check=bone_loss_on_ai,
 )

@@ -19,7 +19,8 @@ SOURCE = (
     "LiverTox, Anastrozole (2017): rare hepatocellular injury; Lee 2020 Oncologist "
     "(AI-associated NAFLD): periodic liver panel on long-term use; site policy, not a label requirement"
 )
-_PANEL = "24325-3"
+# A hepatic function panel, or a comprehensive metabolic panel, which holds ALT and AST too
+_PANELS = ("24325-3", "24323-8")
 # The value sets that tell the two transaminases apart, and what a card calls each.
 TRANSAMINASES = {"alt": "ALT", "ast": "AST"}
 
@@ -54,7 +55,7 @@ def newest_transaminases(
 def last_liver_panel(record: PatientRecord) -> LabResult | None:
     """The newest hepatic function panel, or the older of the newest ALT and AST."""
     panel = next(
-        (r for r in record.results("hepatic-function-panel") if r.code.endswith(_PANEL)), None
+        (r for r in record.results("hepatic-function-panel") if r.code.endswith(_PANELS)), None
     )
     newest = newest_transaminases(record)
     pair = (

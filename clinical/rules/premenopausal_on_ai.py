@@ -257,7 +257,9 @@ RULE = Rule(
     meaning="A woman not shown to be postmenopausal (NCCN), or with estradiol above the "
     "postmenopausal range, on an aromatase inhibitor without ovarian suppression.",
     source=SOURCE,
-    reads=frozenset({Input.SURGICAL_MENOPAUSE, Input.ESTRADIOL, Input.MENOPAUSE_TESTS}),
+    reads=frozenset(
+        {Input.SURGICAL_MENOPAUSE, Input.ESTRADIOL, Input.MENOPAUSE_TESTS, Input.CLINIC_GIVEN}
+    ),
     override_reasons=(MENOPAUSE_DOCUMENTED, MANAGED_BY_ONCOLOGY, INDICATION_DOCUMENTED),
     check=premenopausal_on_ai,
 )

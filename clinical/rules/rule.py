@@ -34,6 +34,9 @@ class Input(StrEnum):
     DXA = "dxa"  # DXA studies done (procedures, reports, imaging) or ordered
     SURGICAL_MENOPAUSE = "surgical-menopause"  # bilateral oophorectomy
     MENOPAUSE_TESTS = "menopause-tests"  # FSH and the last menstrual period
+    # Doses given in clinic (MedicationAdministration): a GnRH agonist depot, denosumab or
+    # zoledronic acid is often recorded nowhere else; read by the rules that say "without" one.
+    CLINIC_GIVEN = "clinic-given"
 
 
 # What every rule reads: without it no rule can be judged.

@@ -92,7 +92,9 @@ def test_no_query_is_sent_that_the_tokens_scope_cannot_make_and_the_card_says_so
     assert asked_types(fhir) == {"Patient", "MedicationRequest", "MedicationStatement", "Condition"}
     assert "estradiol-low" not in found  # its results could not be asked for: not judged
     detail = found["data-incomplete"]["detail"]
-    assert "estradiol results: the EHR's token may not search Observation" in detail
+    assert (
+        "estradiol and testosterone results: the EHR's token may not search Observation" in detail
+    )
     assert "`estradiol-low`" in detail
 
 

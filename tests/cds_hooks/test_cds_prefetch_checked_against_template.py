@@ -106,7 +106,7 @@ def test_an_unusable_prefetch_withholds_its_rules_and_says_so(
     assert not found & ESTRADIOL_RULES  # neither "none since ..." nor a guess
     assert {"anastrozole-intent", "liver-panel-due"} <= found  # the rest is still judged
     card = incomplete_card(response)
-    assert "estradiol results" in card["summary"]
+    assert "estradiol and testosterone results" in card["summary"]
     assert "`estradiol-monitoring-due`" in card["detail"]
 
 
@@ -194,4 +194,4 @@ def test_an_unusable_prefetch_whose_fetch_fails_is_a_gap(client: FlaskClient, ke
         )
     assert response.status_code == 200
     assert not set(topics(response)) & ESTRADIOL_RULES
-    assert "estradiol results" in incomplete_card(response)["summary"]
+    assert "estradiol and testosterone results" in incomplete_card(response)["summary"]

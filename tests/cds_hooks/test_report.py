@@ -127,7 +127,11 @@ def test_the_csv_counts_cards_answers_reasons_and_cards_kept_away(store_file: Pa
     assert (low["kept_away"], low["comments"], low["reason:will-repeat-test"]) == ("1", "1", "1")
     assert low["override_rate"] == "0.500" and low["acceptance_rate"] == "0.000"
     liver = mine[(ISSUER, "(none)", "liver-panel-due")]
-    assert (liver["cards_shown"], liver["accepted"], liver["acceptance_rate"]) == ("3", "1", "0.333")
+    assert (liver["cards_shown"], liver["accepted"], liver["acceptance_rate"]) == (
+        "3",
+        "1",
+        "0.333",
+    )
     lipid = mine[(ISSUER, "(none)", "lipid-panel-due")]
     assert lipid["accepted"] == "0"  # the liver panel was accepted, not the lipid panel
     tenant = mine[(ISSUER, "clinic-a", "estradiol-low")]

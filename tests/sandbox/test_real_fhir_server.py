@@ -327,7 +327,7 @@ def test_a_paged_prefetch_without_fhir_access_withholds_the_estradiol_checks_and
     assert {"estradiol-low", "estradiol-monitoring-due"}.isdisjoint(shown)  # not guessed
     assert "anastrozole-intent" not in _detail(response, "data-incomplete")  # judged: not skipped
     detail = _detail(response, "data-incomplete")
-    assert "estradiol results: only the first page was sent" in detail
+    assert "estradiol and testosterone results: only the first page was sent" in detail
     assert "`estradiol-low`" in detail
 
 

@@ -8,6 +8,8 @@ from clinical.finding import Severity
 from clinical.rules.liver_injury_on_ai import liver_injury_on_ai
 from clinical.settings import Settings
 from tests.clinical.rules.builders import (
+    LOINC,
+    UCUM,
     ago,
     alt,
     anastrozole,
@@ -153,3 +155,24 @@ def test_evidence_points_at_the_transaminase_the_course_and_the_bilirubin() -> N
         "MedicationRequest/ana",
         "Observation/bili-oct",
     )
+
+
+def test_an_alt_sent_as_a_component_of_a_comprehensive_metabolic_panel_is_read() -> None:
+    """Some labs send the CMP as one Observation with its analytes as components."""
+    cmp_panel = {
+        "resourceType": "Observation",
+        "id": "cmp",
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": "24323-8"}]},
+        "subject": {"reference": "Patient/pt"},
+        "effectiveDateTime": ago(5),
+        "component": [
+            {
+                "code": {"coding": [{"system": LOINC, "code": "1742-6"}]},
+                "valueQuantity": {"value": 200, "unit": "U/L", "system": UCUM, "code": "U/L"},
+                "referenceRange": [{"high": {"value": 40, "unit": "U/L"}}],
+            }
+        ],
+    }
+    finding = fires(liver_injury_on_ai, oncology_woman(cmp_panel))
+    assert "Observation/cmp" in finding.evidence

@@ -151,3 +151,27 @@ def test_evidence_points_at_the_anastrozole_and_the_stale_panel() -> None:
 def test_a_liver_panel_order_left_open_over_a_year_no_longer_silences_the_reminder() -> None:
     stale = lab_order(HEPATIC_PANEL, rid="lft-order", days_ago=400)
     assert run(liver_panel_due, oncology_woman(stale)) != []
+
+
+# -- a general chemistry panel that carries the liver results --------------------------------------
+
+COMPREHENSIVE_METABOLIC = "24323-8"  # holds ALT, AST, ALP and total bilirubin
+BASIC_METABOLIC = "24321-2"  # holds no liver enzyme
+
+
+def chemistry_report(loinc: str, days_ago: float) -> dict[str, Any]:
+    return {
+        **panel_report(days_ago),
+        "id": "chem",
+        "code": {"coding": [{"system": LOINC, "code": loinc}]},
+    }
+
+
+def test_a_recent_comprehensive_metabolic_panel_counts_as_the_liver_panel_done() -> None:
+    resources = oncology_woman(LONG_COURSE, chemistry_report(COMPREHENSIVE_METABOLIC, 60))
+    assert run(liver_panel_due, resources) == []
+
+
+def test_a_basic_metabolic_panel_has_no_liver_enzymes_and_does_not_count() -> None:
+    resources = oncology_woman(LONG_COURSE, chemistry_report(BASIC_METABOLIC, 60))
+    assert fires(liver_panel_due, resources).severity is Severity.INFO
