@@ -502,3 +502,44 @@ def test_order_select_offers_to_remove_the_tamoxifen_draft(loaded: str) -> None:
             "isRecommended": True,
         }
     ]
+
+
+def test_a_draft_written_as_the_cds_hooks_sandbox_writes_it_gets_its_dose_checked(
+    loaded: str, service: dict[str, Any], tmp_path: Path
+) -> None:
+    """The official sandbox's order-sign draft: one `{pill}` (UCUM, no unit) daily of the 1 mg
+    tablet, `category` a single object, fixed id `request-123`. The tablet count is read with
+    the product's strength (7 mg a week), so the TRT man's dose check runs on it."""
+    patient = _by_key("trt-low-e2")
+    draft = {
+        "resourceType": "MedicationRequest",
+        "id": "request-123",
+        "status": "draft",
+        "intent": "order",
+        "subject": {"reference": f"Patient/{patient.patient_id}"},
+        "authoredOn": date.today().isoformat(),
+        "category": {"coding": [{"code": "community",
+                                 "system": "http://terminology.hl7.org/CodeSystem/medicationrequest-category"}]},
+        "medicationCodeableConcept": {
+            "text": "anastrozole 1 MG Oral Tablet",
+            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "199224",
+                        "display": "anastrozole 1 MG Oral Tablet"}],
+        },
+        "dosageInstruction": [{
+            "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+            "doseAndRate": [{"doseQuantity": {"value": 1, "system": "http://unitsofmeasure.org",
+                                              "code": "{pill}"}}],
+        }],
+    }  # fmt: skip
+    draft_file = tmp_path / "sandbox-draft.json"
+    draft_file.write_bytes(orjson.dumps(draft))
+    cards = _cards_json("--fhir-server", loaded, "--patient", patient.patient_id, "--hook",
+                        "order-sign", "--service", service["base"], "--key", service["key"],
+                        "--issuer", ISSUER, "--draft-order", str(draft_file))  # fmt: skip
+    mismatch = next(c for c in cards if c["source"]["topic"]["code"] == "dose-intent-mismatch")
+    assert "7 mg/week" in mismatch["summary"]
+    (update,) = [
+        a for a in _suggested_actions(cards, "dose-intent-mismatch") if a["type"] == "update"
+    ]
+    assert update["resource"]["id"] == "request-123"
+    assert update["resource"]["dosageInstruction"][0]["text"] == "0.5 mg twice weekly"
