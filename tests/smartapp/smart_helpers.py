@@ -24,7 +24,7 @@ from anastrozole_cds.app import create_app
 from anastrozole_cds.settings import load_settings
 from sandbox.ehr_auth import SandboxClient, SandboxEhr
 from smartapp.config import SmartSettings
-from smartapp.keys import generate_key, private_jwks, public_jwks, write_key_file
+from ehr.keys import generate_key, private_jwks, public_jwks, write_key_file
 from tests.conftest import expected_scenarios
 from tests.smartapp.fhir_stub import FhirStub
 

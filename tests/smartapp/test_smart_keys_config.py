@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from smartapp.cli import keys
 from smartapp.config import SmartSettings
-from smartapp.keys import KeyFileError, load_signing_key
+from ehr.keys import KeyFileError, load_signing_key
 from tests.smartapp.smart_helpers import FHIR_BASE, build_app
 
 
