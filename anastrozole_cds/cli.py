@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from anastrozole_cds.population.writing import OutputFormat
+    from ehr.backend_services import BackendServicesAuth
     from runtime.settings import ProductSettings
 
 AREA_COMMANDS = (*cds_hooks.cli.COMMANDS, *smartapp.cli.COMMANDS, *sandbox.cli.COMMANDS)
@@ -90,6 +91,139 @@ def _is_fhir(document: Any) -> bool:
     return all(
         isinstance(item, dict) and isinstance(item.get("resourceType"), str) for item in items
     )
+
+
+# The types the rules read (docs/population.md); Medication for orders that name one.
+EXPORT_TYPES = (
+    "Patient,Observation,MedicationRequest,MedicationStatement,Condition,Procedure,"
+    "DiagnosticReport,ImagingStudy,ServiceRequest,Medication"
+)
+
+
+@main.command()
+@click.option("--fhir-server", required=True, help="The FHIR server's base URL.")
+@click.option("--group", help="Export this Group's patients (default: every patient).")
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    help=f"Resource types, comma-separated or repeated (default: {EXPORT_TYPES}).",
+)
+@click.option(
+    "--type-filter",
+    "type_filters",
+    multiple=True,
+    help="A _typeFilter, e.g. 'MedicationRequest?status=active' (repeatable); a server that "
+    "cannot apply it refuses the export.",
+)
+@click.option("--since", help="Only resources changed since this FHIR instant (_since).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the files and manifest.json (run again to resume).",
+)
+@click.option(
+    "--client-id",
+    envvar="ANASTROZOLE_CDS_BULK_CLIENT_ID",
+    help="SMART Backend Services client id [env ANASTROZOLE_CDS_BULK_CLIENT_ID] (none: no "
+    "authorisation).",
+)
+@click.option(
+    "--key-file",
+    envvar="ANASTROZOLE_CDS_BULK_KEY_FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Private key set from `anastrozole-cds keys generate` [env ANASTROZOLE_CDS_BULK_KEY_FILE].",
+)
+@click.option(
+    "--scope",
+    envvar="ANASTROZOLE_CDS_BULK_SCOPE",
+    help="Scopes to ask for [env ANASTROZOLE_CDS_BULK_SCOPE] (default: system/*.rs, or "
+    "system/*.read when the server's smart-configuration says SMART v1 only).",
+)
+@click.option(
+    "--token-url",
+    envvar="ANASTROZOLE_CDS_BULK_TOKEN_URL",
+    help="Token endpoint [env ANASTROZOLE_CDS_BULK_TOKEN_URL] (default: from the server's "
+    ".well-known/smart-configuration).",
+)
+@click.option(
+    "--parallel",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 32),
+    help="Downloads at a time.",
+)
+def export(
+    fhir_server: str,
+    group: str | None,
+    types: tuple[str, ...],
+    type_filters: tuple[str, ...],
+    since: str | None,
+    out: Path,
+    client_id: str | None,
+    key_file: Path | None,
+    scope: str | None,
+    token_url: str | None,
+    parallel: int,
+) -> None:
+    """Download a FHIR Bulk Data export (Patient or Group $export) into a folder, for
+    `population`. Authorised by SMART Backend Services when a client id is given. See
+    docs/population.md."""
+    from ehr.bulk import BulkClient, BulkError, ExportRequest
+
+    if not fhir_server.startswith(("https://", "http://")):
+        raise click.BadParameter("not an http(s) URL", param_hint="--fhir-server")
+    names = [t.strip() for value in types or (EXPORT_TYPES,) for t in value.split(",") if t.strip()]
+    request = ExportRequest(group, tuple(names), type_filters, since)
+    auth = _backend_services(fhir_server, client_id, key_file, scope, token_url)
+    client = BulkClient(
+        fhir_server, auth=auth, parallel=parallel, progress=lambda line: click.echo(line, err=True)
+    )
+    try:
+        manifest = client.export(request, out)
+    except BulkError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(
+        f"export complete: {manifest}; evaluate it with `anastrozole-cds population {out}`",
+        err=True,
+    )
+
+
+def _backend_services(
+    fhir_server: str,
+    client_id: str | None,
+    key_file: Path | None,
+    scope: str | None,
+    token_url: str | None,
+) -> BackendServicesAuth | None:
+    """SMART Backend Services for `export`, or None without a client id."""
+    from ehr.backend_services import AuthError, BackendServicesAuth, discover
+    from ehr.bulk import new_session
+    from ehr.keys import KeyFileError, load_signing_key
+
+    if not client_id:
+        if key_file:
+            raise click.BadParameter("--key-file needs --client-id", param_hint="--client-id")
+        return None
+    if not key_file:
+        raise click.BadParameter(
+            "--client-id needs --key-file (make one with `anastrozole-cds keys generate`)",
+            param_hint="--key-file",
+        )
+    try:
+        key = load_signing_key(key_file)
+    except KeyFileError as error:
+        raise click.BadParameter(str(error), param_hint="--key-file") from None
+    session = new_session(fhir_server)
+    if token_url is None or scope is None:
+        try:
+            configuration = discover(session, fhir_server)
+        except AuthError as error:
+            raise click.ClickException(str(error)) from None
+        token_url = token_url or configuration.token_endpoint
+        scope = scope or configuration.scope()
+    return BackendServicesAuth(session, token_url, client_id, key, scope)
 
 
 MAX_LINE_PROBLEMS_SHOWN = 20
