@@ -341,8 +341,12 @@ def _population_on_spark(
         ) from None
     if output == "-":
         raise click.BadParameter("give a folder for Spark's output", param_hint="--output")
+    from anastrozole_cds import population as bulk
+
     try:
         result = on_spark.run(export, output, output_format, now=now, master=master)
+    except (bulk.NoExportFiles, bulk.ManifestError) as error:
+        raise click.BadParameter(str(error), param_hint="EXPORT") from None
     except on_spark.SparkRunError as error:
         raise click.ClickException(str(error)) from None
     _show_problems(result.problems)

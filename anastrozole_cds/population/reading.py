@@ -41,6 +41,7 @@ from anastrozole_cds.population.layout import ExportFile, Layout
 from clinical.valuesets import ValueSets, load
 
 CHUNK_BYTES: Final = 32 * 1024 * 1024
+NO_PATIENT_RESOURCE: Final = "no Patient resource in the export: sex and age unknown"
 T = TypeVar("T")
 
 
@@ -116,9 +117,7 @@ class Population:
             gaps.setdefault(missing.patient_id, []).append(missing.gap())
         for patient_id in self.held:
             if patient_id not in self.with_patient_resource:
-                gaps.setdefault(patient_id, []).insert(
-                    0, "no Patient resource in the export: sex and age unknown"
-                )
+                gaps.setdefault(patient_id, []).insert(0, NO_PATIENT_RESOURCE)
         return gaps
 
 
@@ -155,16 +154,31 @@ def read_population(
     keep = population.candidates.all()
     read_before = set(medication_files + order_files)
     late_orders = _read_all(population, files, keep, read_before, workers, chunk_bytes, valuesets)
-    # Pass 3: files of mixed types, for the patients their orders add.
-    late = judge_orders(late_orders, population.medications, Classifier(valuesets, now))
-    added = late.all() - keep
+    # Pass 3: the patients that orders in files of mixed types add, in every file.
+    added = add_late_candidates(population, late_orders, valuesets, now, keep)
     if added:
-        population.candidates.add(late)
-        others = [i for i in range(len(files)) if i not in read_before]
         setup3 = (valuesets, now, {}, added)
-        for chunk_read in _run(_held_in, _chunks(files, others, chunk_bytes), workers, setup3):
+        everything = _chunks(files, range(len(files)), chunk_bytes)
+        for chunk_read in _run(_held_in, everything, workers, setup3):
             _hold(population, chunk_read)
     return population
+
+
+def add_late_candidates(
+    population: Population,
+    orders: list[tuple[str, dict[str, Any]]],
+    valuesets: ValueSets,
+    now: datetime,
+    keep: set[str],
+) -> set[str]:
+    """Judge the orders pass 2 met in files pass 1 did not read; the patients they add."""
+    if not orders:
+        return set()
+    late = judge_orders(orders, population.medications, Classifier(valuesets, now))
+    late.patients -= keep
+    late.missing = [m for m in late.missing if m.patient_id not in keep]
+    population.candidates.add(late)
+    return late.all()
 
 
 def _kind(path: Path, listed: ExportFile) -> str | None:
@@ -222,18 +236,22 @@ def _read_all(
     for chunk, chunk_read in zip(chunks, _run(_all_in, chunks, workers, setup), strict=True):
         offset = numbered[chunk.file]
         numbered[chunk.file] += chunk_read.lines
-        name = str(chunk.path)
-        population.problems.extend(LineProblem(name, offset + n, r) for n, r in chunk_read.problems)
-        resources = chunk_read.resources
-        population.resources_per_file[name] = population.resources_per_file.get(name, 0) + resources
-        population.lines += resources
-        population.patients_in_export += chunk_read.patients
-        population.outcomes.update(chunk_read.outcomes)
+        count_piece(population, str(chunk.path), chunk_read, offset)
         _hold(population, chunk_read)
         late_orders.extend(chunk_read.orders)
-        for medication_id, text in chunk_read.medications.items():
-            population.medications.setdefault(medication_id, text)
     return late_orders
+
+
+def count_piece(population: Population, name: str, chunk_read: ChunkRead, offset: int) -> None:
+    """Add what one piece of a file counted and met; `offset`: the file's lines before it."""
+    population.problems.extend(LineProblem(name, offset + n, r) for n, r in chunk_read.problems)
+    resources = chunk_read.resources
+    population.resources_per_file[name] = population.resources_per_file.get(name, 0) + resources
+    population.lines += resources
+    population.patients_in_export += chunk_read.patients
+    population.outcomes.update(chunk_read.outcomes)
+    for medication_id, text in chunk_read.medications.items():
+        population.medications.setdefault(medication_id, text)
 
 
 def _hold(population: Population, chunk_read: ChunkRead) -> None:
@@ -256,29 +274,88 @@ def _set_up(setup: tuple[Any, ...]) -> None:
 
 
 def _medications_in(chunk: Chunk) -> dict[str, bytes]:
-    """Pass 1: the Medications of a piece, by id (other lines are pass 2's)."""
-    found: dict[str, bytes] = {}
-    for line in _resource_lines(chunk):
-        resource = L.parse_resource(line)
-        if isinstance(resource, dict) and resource["resourceType"] == "Medication":
-            medication_id = resource.get("id")
-            if isinstance(medication_id, str) and medication_id:
-                found[medication_id] = line
-    return found
+    return medications_in(_resource_lines(chunk))
 
 
 def _orders_in(chunk: Chunk) -> tuple[Candidates, dict[str, bytes]]:
-    """Pass 1: the candidates among a piece's orders, and any Medications it holds."""
     valuesets, now, medications, _ = _SETUP
+    return orders_in(_resource_lines(chunk), medications, _classifier(valuesets, now))
+
+
+def _all_in(chunk: Chunk) -> ChunkRead:
+    valuesets, _, read_before, keep = _SETUP
+    result = ChunkRead()
+    try:
+        all_in(_physical_lines(chunk), keep, chunk.file not in read_before, valuesets, result)
+    except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
+        reason = f"cannot be read further ({type(error).__name__})"
+        result.problems.append((result.lines + 1, reason))
+    return result
+
+
+def _held_in(chunk: Chunk) -> ChunkRead:
+    valuesets, _, _, keep = _SETUP
+    return held_in(_resource_lines(chunk), keep, valuesets)
+
+
+# -- the lines of a piece, for either engine ---------------------------------------------------
+
+
+def medications_in(lines: Iterable[bytes]) -> dict[str, bytes]:
+    """Pass 1: the Medications among these (clean, non-blank) lines, by id."""
+    found: dict[str, bytes] = {}
+    for line in lines:
+        found.update(_medications_in_line(line))
+    return found
+
+
+def orders_in(
+    lines: Iterable[bytes], medications: dict[str, bytes], classifier: Classifier
+) -> tuple[Candidates, dict[str, bytes]]:
+    """Pass 1: the candidates among these lines' orders, and any Medications among them."""
     orders = []
     found: dict[str, bytes] = {}
-    for line in _resource_lines(chunk):
+    for line in lines:
         order = read_order(line)
         if order is not None:
             orders.append(order)
         elif b'"Medication"' in line:  # rare: a Medication in an order file
             found.update(_medications_in_line(line))
-    return judge_orders(orders, {**medications, **found}, _classifier(valuesets, now)), found
+    return judge_orders(orders, {**medications, **found}, classifier), found
+
+
+def all_in(
+    lines: Iterable[bytes],
+    keep: set[str],
+    mixed: bool,
+    valuesets: ValueSets,
+    result: ChunkRead,
+) -> ChunkRead:
+    """Pass 2: every one of these physical lines judged into `result` (which keeps what it
+    had if the lines break off); the candidates' resources held. `mixed`: a file pass 1 did
+    not read, whose orders and Medications are noted for pass 3."""
+    for raw in lines:
+        result.lines += 1
+        line = L.clean(raw)
+        if not line:
+            continue
+        result.resources += 1
+        outcome = L.judge_line(line, keep, valuesets)
+        _take(result, outcome, result.lines)
+        result.patients += outcome[1] == "Patient"
+        if mixed and len(outcome) > 1 and outcome[1] in L.MEDICATION_TYPES:
+            _note_medication(result, line)
+    return result
+
+
+def held_in(lines: Iterable[bytes], keep: set[str], valuesets: ValueSets) -> ChunkRead:
+    """Pass 3: the resources of the patients in `keep` (counted already in pass 2)."""
+    result = ChunkRead()
+    for line in lines:
+        outcome = L.judge_line(line, keep, valuesets)
+        if outcome[0] == L.KEPT:
+            _take(result, outcome, 0)
+    return result
 
 
 def _medications_in_line(line: bytes) -> dict[str, bytes]:
@@ -293,7 +370,7 @@ def _medications_in_line(line: bytes) -> dict[str, bytes]:
 _CLASSIFIERS: dict[int, Classifier] = {}
 
 
-def _classifier(valuesets: ValueSets, now: datetime) -> Classifier:
+def classifier_for(valuesets: ValueSets, now: datetime) -> Classifier:
     """One classifier (and its memory of drugs) per process and run."""
     key = id(valuesets)
     classifier = _CLASSIFIERS.get(key)
@@ -302,37 +379,7 @@ def _classifier(valuesets: ValueSets, now: datetime) -> Classifier:
     return classifier
 
 
-def _all_in(chunk: Chunk) -> ChunkRead:
-    """Pass 2: every line of a piece judged; the candidates' resources held."""
-    valuesets, _, read_before, keep = _SETUP
-    mixed = chunk.file not in read_before  # orders here were not classified in pass 1
-    result = ChunkRead()
-    number = 0
-    try:
-        for number, raw in enumerate(_physical_lines(chunk), start=1):
-            line = L.clean(raw)
-            if line:
-                result.resources += 1
-                outcome = L.judge_line(line, keep, valuesets)
-                _take(result, outcome, number)
-                result.patients += outcome[1] == "Patient"
-                if mixed and len(outcome) > 1 and outcome[1] in L.MEDICATION_TYPES:
-                    _note_medication(result, line)
-    except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
-        result.problems.append((number + 1, f"cannot be read further ({type(error).__name__})"))
-    result.lines = number
-    return result
-
-
-def _held_in(chunk: Chunk) -> ChunkRead:
-    """Pass 3: the added patients' resources of a piece (counted already in pass 2)."""
-    valuesets, _, _, keep = _SETUP
-    result = ChunkRead()
-    for line in _resource_lines(chunk):
-        outcome = L.judge_line(line, keep, valuesets)
-        if outcome[0] == L.KEPT:
-            _take(result, outcome, 0)
-    return result
+_classifier = classifier_for
 
 
 def _take(result: ChunkRead, outcome: L.Outcome, number: int) -> None:
