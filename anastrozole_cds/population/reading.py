@@ -161,6 +161,7 @@ def read_population(
         everything = _chunks(files, range(len(files)), chunk_bytes)
         for chunk_read in _run(_held_in, everything, workers, setup3):
             _hold(population, chunk_read)
+            recount(population, chunk_read)
     return population
 
 
@@ -349,13 +350,20 @@ def all_in(
 
 
 def held_in(lines: Iterable[bytes], keep: set[str], valuesets: ValueSets) -> ChunkRead:
-    """Pass 3: the resources of the patients in `keep` (counted already in pass 2)."""
+    """Pass 3: the resources of the patients in `keep`, which pass 2 counted as not judged
+    (`recount`)."""
     result = ChunkRead()
     for line in lines:
         outcome = L.judge_line(line, keep, valuesets)
-        if outcome[0] == L.KEPT:
+        if outcome[0] in (L.KEPT, L.UNREAD):
             _take(result, outcome, 0)
     return result
+
+
+def recount(population: Population, chunk_read: ChunkRead) -> None:
+    """Pass 3's lines are judged now, not "not judged" as pass 2 counted them."""
+    population.outcomes[L.NOT_JUDGED] -= chunk_read.outcomes.total()
+    population.outcomes.update(chunk_read.outcomes)
 
 
 def _medications_in_line(line: bytes) -> dict[str, bytes]:

@@ -45,6 +45,7 @@ from anastrozole_cds.population.reading import (
     held_in,
     medications_in,
     orders_in,
+    recount,
 )
 from anastrozole_cds.population.report import ReadReport, read_server_errors
 from anastrozole_cds.population.writing import FindingCounts, as_text
@@ -252,8 +253,12 @@ def _read(
     held = records.filter(lambda record: record[0] != NO_PATIENT)
     added = add_late_candidates(population, late_orders, load(), now, keep)
     if added:
-        late = _per_file(spark, uris, partial(_held_task, keep=sc.broadcast(added)))
-        held = held.union(late)
+        late = _per_file(spark, uris, partial(_held_task, keep=sc.broadcast(added))).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
+        for _, (_, _, chunk_read) in late.filter(lambda r: r[0] == NO_PATIENT).collect():
+            recount(population, chunk_read)
+        held = held.union(late.filter(lambda record: record[0] != NO_PATIENT))
     return population, held
 
 
@@ -327,7 +332,9 @@ def _all_task(
 def _held_task(
     file: int, partition: int, lines: Iterable[bytes], *, keep: Broadcast[set[str]]
 ) -> Iterator[tuple[str, Any]]:
-    yield from _held_records(file, partition, held_in(_clean(lines), keep.value, load()))
+    result = held_in(_clean(lines), keep.value, load())
+    yield from _held_records(file, partition, result)
+    yield NO_PATIENT, (file, partition, ChunkRead(outcomes=result.outcomes))
 
 
 def _held_records(file: int, partition: int, result: ChunkRead) -> Iterator[tuple[str, Any]]:

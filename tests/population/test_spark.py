@@ -69,11 +69,16 @@ def not_on_any_drug(n: int) -> list[Row]:
 @pytest.fixture(scope="module")
 def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The synthetic patients, two on a shared Medication (one of them absent from the
-    export: a data gap), patients on no drug a rule needs, a bad line, a gzip file, a
-    client's log.ndjson; Observations over two files."""
+    export: a data gap), one in a file of mixed types (Patient first: read in a third pass),
+    patients on no drug a rule needs, a bad line, a gzip file, a client's log.ndjson;
+    Observations over two files."""
     folder = tmp_path_factory.mktemp("export")
-    resources = [r for p in PATIENTS[2:] for r in copy.deepcopy(bundle_resources(p.bundle))]
-    resources += with_shared_anastrozole(PATIENTS[0]) + [ANASTROZOLE]
+    resources = [r for p in PATIENTS[3:] for r in copy.deepcopy(bundle_resources(p.bundle))]
+    mixed = sorted(
+        bundle_resources(PATIENTS[2].bundle), key=lambda r: r["resourceType"] != "Patient"
+    )
+    (folder / "mixed.ndjson").write_bytes(b"\n".join(map(orjson.dumps, mixed)) + b"\n")
+    resources += [*with_shared_anastrozole(PATIENTS[0]), ANASTROZOLE]
     gap = with_shared_anastrozole(PATIENTS[1])
     for resource in gap:
         if "medicationReference" in resource:
@@ -146,6 +151,7 @@ def test_spark_gives_the_rows_and_the_report_the_in_process_engine_gives(
     assert result.report.summary(result.found) == expected_report.summary(result.found)
     assert result.report.exit_status() == expected_report.exit_status() == 3
     assert result.report.outcomes["not-judged"] == 90  # 30 patients, 3 resources each
+    assert PATIENTS[2].patient_id in {row["patient_id"] for row in expected_rows}
 
 
 def test_csv_and_parquet_are_partitioned_by_rule_with_cells_as_in_process(
