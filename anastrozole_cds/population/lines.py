@@ -50,13 +50,18 @@ MEDICATION: Final = "medication"  # (MEDICATION, type, medication id, text)
 Outcome = tuple[Any, ...]
 
 
-class _Head(msgspec.Struct):
-    """The fields that say what a resource is and whose (any JSON value: checked after)."""
+class _Reference(msgspec.Struct, gc=False):
+    reference: Any = None
+
+
+class _Head(msgspec.Struct, gc=False):
+    """The fields that say what a resource is and whose. A line where they have another
+    shape (a subject that is not an object) fails to decode and is parsed whole."""
 
     resourceType: Any = None
     id: Any = None
-    subject: Any = None
-    patient: Any = None
+    subject: _Reference | None = None
+    patient: _Reference | None = None
 
 
 _HEAD = msgspec.json.Decoder(_Head)
@@ -81,10 +86,21 @@ def judge_line(line: bytes, keep: Container[str] | None, valuesets: ValueSets) -
         if resource_type != "Medication":
             return (OTHER, resource_type)
     elif keep is not None:
-        patient_id = _patient_of(resource_type, head.id, head.subject, head.patient)
+        if resource_type == "Patient":
+            patient_id = head.id if isinstance(head.id, str) and head.id else None
+        else:
+            patient_id = _patient_referenced(head.subject) or _patient_referenced(head.patient)
         if patient_id is not None and patient_id not in keep:
             return (NOT_JUDGED, resource_type)
     return _judge_parsed(line, keep, valuesets)
+
+
+def _patient_referenced(reference: _Reference | None) -> str | None:
+    if reference is None:
+        return None
+    written = reference.reference
+    found = _PATIENT_REFERENCES.get(written, _UNSEEN) if isinstance(written, str) else None
+    return reference_id(written, "Patient") if found is _UNSEEN else found  # type: ignore[return-value]
 
 
 def _judge_parsed(line: bytes, keep: Container[str] | None, valuesets: ValueSets) -> Outcome:
@@ -171,8 +187,24 @@ def reference_id(reference: Any, resource_type: str) -> str | None:
     as Synthea writes them: a patient of that id must then be in the export)."""
     if not isinstance(reference, str):
         return None
-    found_type, _, target_id = local_reference(reference, resource_type).rpartition("/")
-    return target_id if found_type == resource_type and target_id else None
+    remembered = _READ_REFERENCES.setdefault(resource_type, {})
+    found = remembered.get(reference, _UNSEEN)
+    if found is _UNSEEN:
+        if len(remembered) >= _REFERENCES_REMEMBERED:
+            remembered.clear()
+        found_type, _, target_id = local_reference(reference, resource_type).rpartition("/")
+        found = remembered[reference] = (
+            target_id if found_type == resource_type and target_id else None
+        )
+    return found  # type: ignore[return-value]
+
+
+# A patient's lines name them by the same reference, one after another: each is read once
+# (a fifth of the reading's time when measured); forgotten in bulk past this many.
+_READ_REFERENCES: dict[str, dict[str, str | None]] = {"Patient": {}}
+_PATIENT_REFERENCES = _READ_REFERENCES["Patient"]
+_REFERENCES_REMEMBERED: Final = 65_536
+_UNSEEN: Final = object()
 
 
 def medication_named(order: Resource) -> str | None:

@@ -334,18 +334,29 @@ def all_in(
 ) -> ChunkRead:
     """Pass 2: every one of these physical lines judged into `result` (which keeps what it
     had if the lines break off); the candidates' resources held. `mixed`: a file pass 1 did
-    not read, whose orders and Medications are noted for pass 3."""
-    for raw in lines:
-        result.lines += 1
-        line = L.clean(raw)
-        if not line:
-            continue
-        result.resources += 1
-        outcome = L.judge_line(line, keep, valuesets)
-        _take(result, outcome, result.lines)
-        result.patients += outcome[1] == "Patient"
-        if mixed and len(outcome) > 1 and outcome[1] in L.MEDICATION_TYPES:
-            _note_medication(result, line)
+    not read, whose orders and Medications are noted for pass 3. (The hot loop of a run:
+    counts are kept in locals and written back at the end.)"""
+    judge, not_judged = L.judge_line, L.NOT_JUDGED
+    number, resources, patients, skipped = result.lines, result.resources, result.patients, 0
+    try:
+        for raw in lines:
+            number += 1
+            line = raw.removeprefix(L.UTF8_BOM).strip()
+            if not line:
+                continue
+            resources += 1
+            outcome = judge(line, keep, valuesets)
+            resource_type = outcome[1]
+            patients += resource_type == "Patient"
+            if outcome[0] == not_judged:
+                skipped += 1
+            else:
+                _take(result, outcome, number)
+            if mixed and resource_type in L.MEDICATION_TYPES:
+                _note_medication(result, line)
+    finally:
+        result.lines, result.resources, result.patients = number, resources, patients
+        result.outcomes[not_judged] += skipped
     return result
 
 
@@ -435,6 +446,9 @@ def _chunks(files: list[Path], indexes: Iterable[int], chunk_bytes: int) -> list
 def _physical_lines(chunk: Chunk) -> Iterator[bytes]:
     """The lines that start in the piece, each with its line end."""
     with _open(chunk.path) as stream:
+        if chunk.end is None:  # the whole file
+            yield from stream
+            return
         position = chunk.start
         if chunk.start:
             stream.seek(chunk.start - 1)
