@@ -49,6 +49,7 @@ from anastrozole_cds.population.reading import (
 )
 from anastrozole_cds.population.report import ReadReport, read_server_errors
 from anastrozole_cds.population.writing import FindingCounts, as_text
+from clinical.rules import CATALOGUE
 from clinical.valuesets import load
 
 if TYPE_CHECKING:
@@ -451,8 +452,9 @@ def _write(
         ]
     )
     frame = spark.createDataFrame(rows, schema)
-    # One folder per rule (a worklist is one rule), its rows sorted by patient.
-    frame = frame.repartition("rule_id").sortWithinPartitions("patient_id")
+    # One folder per rule (a worklist is one rule) holding one file, sorted by patient: as
+    # many partitions as rule ids, not spark.sql.shuffle.partitions' 200 mostly empty ones.
+    frame = frame.repartition(len(CATALOGUE) + 1, "rule_id").sortWithinPartitions("patient_id")
     writer = frame.write.partitionBy("rule_id").mode("errorifexists")
     if output_format == "csv":
         writer.option("header", True).csv(output)

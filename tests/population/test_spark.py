@@ -18,13 +18,11 @@ from click.testing import CliRunner
 
 from anastrozole_cds.cli import main
 from anastrozole_cds.population import NoExportFiles, read_folder
+from anastrozole_cds.population import spark as on_spark
 from anastrozole_cds.population.judging import evaluate_population
 from anastrozole_cds.population.report import ReadReport
 from sandbox.patients import REFERENCE_NOW, all_patients, bundle_resources
 from tests.population.test_population import ANASTROZOLE, with_shared_anastrozole
-
-pytest.importorskip("pyspark", reason="make install puts pyspark in the dev extra")
-from anastrozole_cds.population import spark as on_spark
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
