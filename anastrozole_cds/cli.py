@@ -294,7 +294,10 @@ def population(
             raise click.BadParameter("only with --engine spark", param_hint="--master")
         if output_format == "parquet":
             raise click.BadParameter("parquet: only with --engine spark", param_hint="--format")
-        report = _population_in_process(Path(export_dir), Path(output), output_format, now, workers)  # type: ignore[arg-type]
+        in_process_format: OutputFormat = "csv" if output_format == "csv" else "ndjson"
+        report = _population_in_process(
+            Path(export_dir), Path(output), in_process_format, now, workers
+        )
     raise SystemExit(report)
 
 

@@ -24,7 +24,7 @@ from typing import Any, Final
 import msgspec
 import orjson
 
-from anastrozole_cds.population.lines import MEDICATION_ORDERS, _patient_of, reference_id
+from anastrozole_cds.population.lines import MEDICATION_ORDERS, patient_of, reference_id
 from clinical import build_record
 from clinical.valuesets import ValueSets
 
@@ -115,7 +115,7 @@ def read_order(line: bytes) -> tuple[str, dict[str, Any]] | None:
         return None
     if order.resourceType not in MEDICATION_ORDERS:
         return None
-    patient_id = _patient_of(order.resourceType, order.id, order.subject, order.patient)
+    patient_id = patient_of(order.resourceType, order.id, order.subject, order.patient)
     if patient_id is None:
         return None
     fields = {name: getattr(order, name) for name in ("resourceType", "id", *_MEDICATION_FIELDS)}

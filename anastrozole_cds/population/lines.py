@@ -162,7 +162,7 @@ def _compact(resource: Resource) -> bytes:
 
 def patient_id_of(resource: Resource) -> str | None:
     """The patient a resource belongs to: a Patient's own id, else its subject or patient."""
-    return _patient_of(
+    return patient_of(
         resource["resourceType"],
         resource.get("id"),
         resource.get("subject"),
@@ -170,7 +170,8 @@ def patient_id_of(resource: Resource) -> str | None:
     )
 
 
-def _patient_of(resource_type: str, own_id: Any, subject: Any, patient: Any) -> str | None:
+def patient_of(resource_type: str, own_id: Any, subject: Any, patient: Any) -> str | None:
+    """The patient of a resource of this type, from its id, subject and patient fields."""
     if resource_type == "Patient":
         return own_id if isinstance(own_id, str) and own_id else None
     for reference in (subject, patient):
