@@ -86,6 +86,9 @@ def session(
         builder = builder.master(master := "local[*]")
     if master and master.startswith("local"):  # the workers run this Python, with its packages
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        # Local files in 128 MB partitions, as HDFS and S3 blocks are, not the local file
+        # system's 32 MB: a quarter of the tasks, and of Spark's cost per task.
+        builder = builder.config("spark.hadoop.fs.local.block.size", str(128 * 1024 * 1024))
     return builder.config("spark.ui.showConsoleProgress", "false").getOrCreate()
 
 
@@ -390,7 +393,10 @@ def _evaluate_and_write(
         missing=sc.broadcast(missing),
         now=now,
     )
-    per_patient = held.groupByKey().map(evaluate).persist(StorageLevel.MEMORY_AND_DISK)
+    # As many groups as cores: the judged patients are few, and a task per input partition
+    # (hundreds on a large export) costs more in Spark's overhead than their evaluation.
+    groups = max(sc.defaultParallelism, 1)
+    per_patient = held.groupByKey(groups).map(evaluate).persist(StorageLevel.MEMORY_AND_DISK)
     found = FindingCounts()
     without_patient = 0
     for counts, without in per_patient.mapPartitions(_finding_counts).collect():
@@ -452,9 +458,10 @@ def _write(
         ]
     )
     frame = spark.createDataFrame(rows, schema)
-    # One folder per rule (a worklist is one rule) holding one file, sorted by patient: as
-    # many partitions as rule ids, not spark.sql.shuffle.partitions' 200 mostly empty ones.
-    frame = frame.repartition(len(CATALOGUE) + 1, "rule_id").sortWithinPartitions("patient_id")
+    # One folder per rule (a worklist is one rule) holding one file, sorted by patient; as
+    # many tasks as cores, not spark.sql.shuffle.partitions' 200 mostly empty ones.
+    tasks = min(max(spark.sparkContext.defaultParallelism, 1), len(CATALOGUE) + 1)
+    frame = frame.repartition(tasks, "rule_id").sortWithinPartitions("patient_id")
     writer = frame.write.partitionBy("rule_id").mode("errorifexists")
     if output_format == "csv":
         writer.option("header", True).csv(output)
