@@ -149,7 +149,7 @@ def read_population(
     ):
         population.candidates.add(candidates)
         population.medications.update(found)
-    _resolve_late_medications(population, valuesets, now)
+    resolve_late_medications(population, valuesets, now)
     # Pass 2: every file, holding the candidates' resources.
     keep = population.candidates.all()
     read_before = set(medication_files + order_files)
@@ -198,7 +198,7 @@ def _kind(path: Path, listed: ExportFile) -> str | None:
     return None
 
 
-def _resolve_late_medications(population: Population, valuesets: ValueSets, now: datetime) -> None:
+def resolve_late_medications(population: Population, valuesets: ValueSets, now: datetime) -> None:
     """Orders whose Medication was met after them (in a file read later) are judged now."""
     missing = population.candidates.missing
     if not missing:
