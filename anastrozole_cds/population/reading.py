@@ -17,7 +17,7 @@ from __future__ import annotations
 import gzip
 import multiprocessing
 import zlib
-from collections import Counter
+from collections import ChainMap, Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -313,16 +313,19 @@ def medications_in(lines: Iterable[bytes]) -> dict[str, bytes]:
 def orders_in(
     lines: Iterable[bytes], medications: dict[str, bytes], classifier: Classifier
 ) -> tuple[Candidates, dict[str, bytes]]:
-    """Pass 1: the candidates among these lines' orders, and any Medications among them."""
-    orders = []
+    """Pass 1: the candidates among these lines' orders, and any Medications among them.
+    Each order is judged as it is read (a piece may hold hundreds of thousands)."""
     found: dict[str, bytes] = {}
-    for line in lines:
-        order = read_order(line)
-        if order is not None:
-            orders.append(order)
-        elif b'"Medication"' in line:  # rare: a Medication in an order file
-            found.update(_medications_in_line(line))
-    return judge_orders(orders, {**medications, **found}, classifier), found
+
+    def orders() -> Iterator[tuple[str, dict[str, Any]]]:
+        for line in lines:
+            order = read_order(line)
+            if order is not None:
+                yield order
+            elif b'"Medication"' in line:  # rare: a Medication in an order file
+                found.update(_medications_in_line(line))
+
+    return judge_orders(orders(), ChainMap(found, medications), classifier), found
 
 
 def all_in(
