@@ -134,6 +134,7 @@ class BulkClient:
         state = self._resumed(folder, kick_off_url)
         if state.get("manifest") is None:
             if not state.get("status_url"):
+                _check_empty(folder)
                 state = {"request": kick_off_url, "status_url": self.kick_off(kick_off_url)}
                 _write_json(folder / STATE_FILE, state)
             state["manifest"] = self.wait(state["status_url"])
@@ -538,6 +539,19 @@ def _check_whole(part: Path, encoding: str, download: Download) -> None:
     if download.count is not None and lines != download.count:
         part.unlink()
         raise _Transient(f"{lines} resources arrived, the manifest says {download.count}", None)
+
+
+def _check_empty(folder: Path) -> None:
+    """A new export goes to a folder without export files: one left there would be taken as
+    complete, another export's data as this one's."""
+    left = [
+        p.name for p in folder.rglob("*") if p.name.endswith((".ndjson", ".ndjson.gz", ".part"))
+    ]
+    if left:
+        raise BulkError(
+            f"{folder} already holds export files ({', '.join(sorted(left)[:3])}...): choose an "
+            "empty --out folder"
+        )
 
 
 def _meta(part: Path) -> Path:

@@ -409,6 +409,18 @@ def test_a_folder_with_another_export_in_progress_is_refused(
         client_for(server, key_file).export(ExportRequest(), out)
 
 
+def test_a_new_export_into_a_folder_holding_export_files_is_refused(
+    server: BulkFaultServer, key_file: Path, tmp_path: Path
+) -> None:
+    """A file left there would be taken as complete: another export's data as this one's."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "Patient.000.ndjson").write_bytes(b'{"resourceType": "Patient", "id": "old"}\n')
+    with pytest.raises(BulkError, match="already holds export files"):
+        client_for(server, key_file).export(ExportRequest(), out)
+    assert server.paths("/fhir/Patient/$export") == []
+
+
 def test_a_file_shorter_than_the_manifests_count_is_fetched_again(
     server: BulkFaultServer, key_file: Path, tmp_path: Path
 ) -> None:
