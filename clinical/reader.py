@@ -1216,7 +1216,8 @@ _READERS: tuple[tuple[str, Any], ...] = (
     ("DocumentReference", _Reader.document_reference),
     ("ServiceRequest", _Reader.service_request),
 )
-_READ_TYPES = frozenset(resource_type for resource_type, _ in _READERS)
+# Every resource type the reader reads for a patient (population reading keeps these whole).
+READ_TYPES = frozenset(resource_type for resource_type, _ in _READERS)
 
 
 def check_one_patient(by_type: dict[str, list[dict[str, Any]]]) -> None:
@@ -1229,7 +1230,7 @@ def check_one_patient(by_type: dict[str, list[dict[str, Any]]]) -> None:
     ids = {p["id"] for p in patients if isinstance(p.get("id"), str)}
     references: set[str] = set()  # a chart names its patient one way: each text judged once
     for resource_type, resources in by_type.items():
-        if resource_type == "Patient" or resource_type not in _READ_TYPES:
+        if resource_type == "Patient" or resource_type not in READ_TYPES:
             continue
         for resource in resources:
             subject = resource.get("subject")

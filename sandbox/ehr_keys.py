@@ -14,8 +14,8 @@ import click
 import orjson
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
+from ehr.keys import write_key_file
 from sandbox.ehr_client import SandboxError, load_signing_key
-from smartapp.keys import write_key_file
 
 # instance/ is in .gitignore: a private key never lands in the repository by accident.
 DEFAULT_PRIVATE_FILE = Path("instance") / "ehr-private.jwk.json"

@@ -6,6 +6,7 @@ statin, and about ten years of lab draws and vital signs. Deterministic for a gi
 
 from __future__ import annotations
 
+import itertools
 import random
 import uuid
 from dataclasses import dataclass
@@ -720,3 +721,290 @@ def prefetch_for(resources: list[dict[str, Any]], keys: list[str]) -> dict[str, 
             prefetch[key] = prefetch[key] or {"resourceType": "Bundle", "entry": []}
             prefetch[key]["entry"].append({"resource": resource})
     return prefetch
+
+
+# ---------------------------------------------------------------------------------------------
+# A population, for measuring `anastrozole-cds population` (sandbox/sample_export.py --patients)
+
+
+@dataclass(frozen=True)
+class PopulationMix:
+    """Who is in a generated population, per 1,000 patients, and what each one holds.
+
+    Most patients are on neither an aromatase inhibitor nor testosterone (the rules then
+    apply to no one), and most Observations are vital signs and results no rule reads, as in
+    a health system's export: 45 on anastrozole for breast cancer, 10 on letrozole, 15 men on
+    testosterone (5 of them with anastrozole), the rest on common drugs."""
+
+    anastrozole_oncology: int = 45
+    letrozole: int = 10
+    testosterone: int = 10
+    testosterone_with_anastrozole: int = 5
+    visits: int = 4  # each with 5 vital signs and 2 routine labs the rules do not read
+    yearly_labs: int = 2  # glucose and total cholesterol: read by the rules
+    conditions: int = 3
+    other_orders: int = 4
+    procedures: int = 2
+    encounters: int = 2
+
+
+_COMMON_DRUGS = (
+    ("314076", "lisinopril 10 MG Oral Tablet"),
+    ("617310", "atorvastatin 20 MG Oral Tablet"),
+    ("860975", "metformin hydrochloride 500 MG Oral Tablet"),
+    ("198053", "omeprazole 20 MG Delayed Release Oral Capsule"),
+    ("197361", "amlodipine 5 MG Oral Tablet"),
+    ("966247", "levothyroxine sodium 0.05 MG Oral Tablet"),
+)
+_COMMON_CONDITIONS = (
+    ("I10", "Essential (primary) hypertension"),
+    ("E78.5", "Hyperlipidemia, unspecified"),
+    ("E11.9", "Type 2 diabetes mellitus without complications"),
+    ("K21.9", "Gastro-esophageal reflux disease without esophagitis"),
+    ("M54.50", "Low back pain, unspecified"),
+    ("J45.909", "Unspecified asthma, uncomplicated"),
+)
+_VITALS = (
+    ("8480-6", "Systolic blood pressure", "mm[Hg]", 110, 150),
+    ("8462-4", "Diastolic blood pressure", "mm[Hg]", 65, 95),
+    ("8867-4", "Heart rate", "/min", 55, 95),
+    ("29463-7", "Body weight", "kg", 55, 110),
+    ("39156-5", "Body mass index (BMI) [Ratio]", "kg/m2", 19, 38),
+)
+_ROUTINE_LABS = (
+    ("718-7", "Hemoglobin", "g/dL", 11, 17),
+    ("2160-0", "Creatinine", "mg/dL", 0.6, 1.3),
+)
+_READ_LABS = (
+    ("2345-7", "Glucose", "mg/dL", 70, 140),
+    ("2093-3", "Cholesterol, total", "mg/dL", 140, 260),
+)
+_DRUG_OF_INTEREST = {
+    "anastrozole": ("199224", "anastrozole 1 MG Oral Tablet"),
+    "letrozole": ("200064", "letrozole 2.5 MG Oral Tablet"),
+    "testosterone": ("835840", "testosterone cypionate 200 MG/ML Injectable Solution"),
+}
+
+
+def population_patient(
+    number: int, rng: random.Random, now: datetime, mix: PopulationMix = PopulationMix()
+) -> list[dict[str, Any]]:
+    """One patient of a generated population: its resources, as an export holds them."""
+    patient_id = f"pop-{number:07d}"
+    subject = {"reference": f"Patient/{patient_id}"}
+    share = number % 1000  # the mix, spread evenly over every thousand patients
+    groups = (
+        ("anastrozole-oncology", mix.anastrozole_oncology),
+        ("letrozole", mix.letrozole),
+        ("testosterone", mix.testosterone),
+        ("testosterone+anastrozole", mix.testosterone_with_anastrozole),
+    )
+    group, edge = "none", 0
+    for name, size in groups:
+        if edge <= share < edge + size:
+            group = name
+        edge += size
+    female = group in ("anastrozole-oncology", "letrozole") or (
+        not group.startswith("testosterone") and rng.random() < 0.55
+    )
+    born = now.date().replace(year=now.year - rng.randint(25, 85))
+    resources: list[dict[str, Any]] = [
+        {
+            "resourceType": "Patient",
+            "id": patient_id,
+            "meta": {"lastUpdated": _instant(now - timedelta(days=rng.randint(1, 900)))},
+            "identifier": [
+                {
+                    "system": "https://fhir.example-ehr.org/sid/mrn",
+                    "value": f"{10_000_000 + number}",
+                }
+            ],
+            "name": [{"family": f"Family{number % 997}", "given": [f"Given{number % 389}"]}],
+            "gender": "female" if female else "male",
+            "birthDate": born.isoformat(),
+            "address": [{"city": "Springfield", "state": "IL", "postalCode": "62704"}],
+        }
+    ]
+    counter = itertools.count()
+
+    def resource_id(kind: str) -> str:
+        return f"{patient_id}-{kind}-{next(counter)}"
+
+    def when(days_back: int) -> str:
+        return _instant(now - timedelta(days=days_back, minutes=rng.randint(0, 600)))
+
+    codes = rng.sample(_COMMON_CONDITIONS, mix.conditions)
+    if group in ("anastrozole-oncology", "letrozole"):
+        codes[0] = ("C50.911", "Malignant neoplasm of unspecified site of right female breast")
+    elif group.startswith("testosterone"):
+        codes[0] = ("E29.1", "Testicular hypofunction")
+    for code, display in codes:
+        resources.append(
+            {
+                "resourceType": "Condition",
+                "id": resource_id("cond"),
+                "clinicalStatus": {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                            "code": "active",
+                        }
+                    ]
+                },
+                "verificationStatus": {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                            "code": "confirmed",
+                        }
+                    ]
+                },
+                "code": {
+                    "coding": [{"system": ICD10CM, "code": code, "display": display}],
+                    "text": display,
+                },
+                "subject": subject,
+                "onsetDateTime": when(rng.randint(400, 3000))[:10],
+            }
+        )
+    drugs = rng.sample(_COMMON_DRUGS, mix.other_orders)
+    if group == "anastrozole-oncology":
+        drugs[0] = _DRUG_OF_INTEREST["anastrozole"]
+    elif group == "letrozole":
+        drugs[0] = _DRUG_OF_INTEREST["letrozole"]
+    elif group.startswith("testosterone"):
+        drugs[0] = _DRUG_OF_INTEREST["testosterone"]
+        if group.endswith("anastrozole"):
+            drugs[1] = _DRUG_OF_INTEREST["anastrozole"]
+    for code, display in drugs:
+        resources.append(
+            {
+                "resourceType": "MedicationRequest",
+                "id": resource_id("mr"),
+                "status": "active",
+                "intent": "order",
+                "medicationCodeableConcept": {
+                    "coding": [{"system": RXNORM, "code": code, "display": display}],
+                    "text": display,
+                },
+                "subject": subject,
+                "authoredOn": when(rng.randint(60, 700)),
+                "dosageInstruction": [
+                    {
+                        "text": "as directed",
+                        "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+                    }
+                ],
+            }
+        )
+    for visit in range(mix.visits):
+        day = rng.randint(visit * 90, visit * 90 + 80)
+        measured = [(*v, "vital-signs") for v in _VITALS] + [
+            (*lab, "laboratory") for lab in _ROUTINE_LABS
+        ]
+        if visit < mix.yearly_labs:
+            measured += [(*lab, "laboratory") for lab in _READ_LABS[:1] + _READ_LABS[1:]][
+                visit : visit + 1
+            ]
+        for loinc, text, unit, low, high, category in measured:
+            resources.append(
+                _population_observation(
+                    resource_id("obs"),
+                    subject,
+                    loinc,
+                    text,
+                    unit,
+                    rng.uniform(low, high),
+                    category,
+                    when(day),
+                )
+            )
+    for _ in range(mix.procedures):
+        resources.append(
+            {
+                "resourceType": "Procedure",
+                "id": resource_id("proc"),
+                "status": "completed",
+                "code": {
+                    "coding": [
+                        {"system": SNOMED, "code": "410620009", "display": "Well child visit"}
+                    ]
+                },
+                "subject": subject,
+                "performedDateTime": when(rng.randint(30, 900)),
+            }
+        )
+    resources.append(
+        {
+            "resourceType": "DiagnosticReport",
+            "id": resource_id("dr"),
+            "status": "final",
+            "code": {
+                "coding": [{"system": LOINC, "code": "58410-2", "display": DISPLAY["58410-2"]}]
+            },
+            "subject": subject,
+            "effectiveDateTime": when(rng.randint(10, 300)),
+        }
+    )
+    for _ in range(mix.encounters):
+        resources.append(
+            {
+                "resourceType": "Encounter",
+                "id": resource_id("enc"),
+                "status": "finished",
+                "class": {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                    "code": "AMB",
+                },
+                "subject": subject,
+                "period": {"start": when(rng.randint(10, 700))},
+            }
+        )
+    if group != "none":  # what the rules look for, on those they apply to
+        resources.append(
+            _population_observation(
+                resource_id("obs"),
+                subject,
+                "2243-4",
+                "Estradiol",
+                "pg/mL",
+                rng.uniform(5, 45),
+                "laboratory",
+                when(rng.randint(20, 300)),
+            )
+        )
+        resources.append(
+            _population_observation(
+                resource_id("obs"),
+                subject,
+                "1742-6",
+                "ALT",
+                "U/L",
+                rng.uniform(10, 70),
+                "laboratory",
+                when(rng.randint(20, 300)),
+            )
+        )
+    return resources
+
+
+def _population_observation(
+    observation_id: str,
+    subject: dict[str, str],
+    loinc: str,
+    text: str,
+    unit: str,
+    value: float,
+    category: str,
+    effective: str,
+) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": observation_id,
+        "status": "final",
+        "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": category}]}],
+        "code": {"coding": [{"system": LOINC, "code": loinc, "display": text}], "text": text},
+        "subject": subject,
+        "effectiveDateTime": effective,
+        "valueQuantity": _quantity(round(value, 1), unit),
+    }

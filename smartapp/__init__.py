@@ -32,8 +32,8 @@ def load_settings(settings: ProductSettings) -> SmartSettings:
 def check_key_files(settings: ProductSettings, smart: SmartSettings) -> None:
     """Raise SmartSettingsError, naming the setting, when the SMART app cannot start: its
     private key file or token keys cannot be used (the other settings are checked on load)."""
+    from ehr.keys import KeyFileError, load_signing_key
     from smartapp.config import SmartSettingsError, setting_name
-    from smartapp.keys import KeyFileError, load_signing_key
     from smartapp.token_cipher import TokenKeyError
 
     if smart.client_auth == "private_key_jwt" and smart.private_key_file:
@@ -60,12 +60,12 @@ def init_app(
     # Imported here, not above: `anastrozole-cds keys` loads this package and needs none of
     # the app (importing it all took 2 s of every command's start).
     from ehr.client import ClientLimits
+    from ehr.keys import load_signing_key
     from runtime.acknowledgements import CardEvidenceLog, patient_key_secret
     from runtime.card_settings import read_card_settings
     from runtime.store import Store
     from smartapp.discovery import Discovery
     from smartapp.flow import SmartRuntime
-    from smartapp.keys import load_signing_key
     from smartapp.oauth import SmartOAuthClient
     from smartapp.tokens import TokenStore
     from smartapp.views import EXTENSION, blueprint

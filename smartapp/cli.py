@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from smartapp.keys import generate_key, private_jwks, public_jwks, read_key_file, write_key_file
+from ehr.keys import generate_key, private_jwks, public_jwks, read_key_file, write_key_file
 
 DEFAULT_KEY_FILE = Path("instance") / "smart-client-key.json"
 

@@ -25,8 +25,8 @@ from joserfc import jws, jwt
 from joserfc.errors import ClaimError, JoseError
 from joserfc.jwk import KeySet
 
+from ehr.keys import SigningKey
 from smartapp.discovery import SmartConfiguration
-from smartapp.keys import SigningKey
 
 log = logging.getLogger(__name__)
 

@@ -31,11 +31,11 @@ from flask import (
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.wrappers import Response as BaseResponse
 
+from ehr.keys import KeyFileError, public_jwks
 from smartapp.dashboard import SEVERITY_LABEL
 from smartapp.ehr_style import ehr_urls
 from smartapp.errors import PAGES, AppError, Problem
 from smartapp.flow import SmartRuntime, begin_launch, complete_launch, sign_out
-from smartapp.keys import KeyFileError, public_jwks
 from smartapp.page import load_dashboard
 from smartapp.tokens import SmartSession, browser_hash, new_secret, sign_out_token, utc_now
 

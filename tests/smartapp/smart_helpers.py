@@ -22,9 +22,9 @@ from werkzeug.serving import BaseWSGIServer, make_server
 import smartapp
 from anastrozole_cds.app import create_app
 from anastrozole_cds.settings import load_settings
+from ehr.keys import generate_key, private_jwks, public_jwks, write_key_file
 from sandbox.ehr_auth import SandboxClient, SandboxEhr
 from smartapp.config import SmartSettings
-from smartapp.keys import generate_key, private_jwks, public_jwks, write_key_file
 from tests.conftest import expected_scenarios
 from tests.smartapp.fhir_stub import FhirStub
 

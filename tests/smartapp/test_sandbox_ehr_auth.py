@@ -196,7 +196,7 @@ def test_refresh_tokens_rotate(sandbox: Sandbox, ehr_client: FlaskClient) -> Non
 def test_a_confidential_client_must_sign_a_fresh_assertion(tmp_path: Any) -> None:
     from authlib.oauth2.rfc7523 import private_key_jwt_sign
 
-    from smartapp.keys import load_signing_key
+    from ehr.keys import load_signing_key
 
     key_file = make_key_file(tmp_path)
     sandbox = build_sandbox(key_file=key_file)

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 from pydantic import ValidationError
 
+from ehr.keys import KeyFileError, load_signing_key
 from smartapp.cli import keys
 from smartapp.config import SmartSettings
-from smartapp.keys import KeyFileError, load_signing_key
 from tests.smartapp.smart_helpers import FHIR_BASE, build_app
 
 

@@ -1,4 +1,5 @@
-"""The app's own key pair for private_key_jwt client authentication (SMART asymmetric client).
+"""A private key set for private_key_jwt client authentication: the SMART app (asymmetric
+client) and the Bulk Data client (SMART Backend Services) sign their assertions with it.
 
 The private key set is a JWKS file written by `anastrozole-cds keys generate` (mode 0600);
 the app signs with its first key and publishes the public half of every key at

@@ -9,6 +9,7 @@ import io
 import json
 import random
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +18,13 @@ import pytest
 from click.testing import CliRunner, Result
 
 from anastrozole_cds.cli import main
-from anastrozole_cds.population import (
-    Export,
-    evaluate_population,
-    export_files,
-    patient_id_of,
-    read_export,
-    reference_id,
-)
+from anastrozole_cds.population import Population, read_folder
+from anastrozole_cds.population.judging import evaluate_population
+from anastrozole_cds.population.lines import patient_id_of, reference_id
 from clinical import evaluate
 from sandbox.patients import REFERENCE_NOW, SyntheticPatient, all_patients, bundle_resources
+from tests.conftest import expected_scenarios, read_fixture
+from tests.conftest import resources_of as chart_resources
 
 PATIENTS = all_patients()
 NOW = REFERENCE_NOW.isoformat()  # the date the synthetic patients are written for
@@ -110,9 +108,9 @@ def test_two_workers_write_byte_for_byte_what_one_writes(export_dir: Path, tmp_p
 
 
 def test_workers_give_the_rows_back_in_patient_order_across_chunks(export_dir: Path) -> None:
-    export = read_export(export_files(export_dir))
-    serial = list(evaluate_population(export.patients(), now=REFERENCE_NOW))
-    pooled = evaluate_population(export.patients(), now=REFERENCE_NOW, workers=2, chunksize=1)
+    population, _ = read_folder(export_dir, now=REFERENCE_NOW)
+    serial = list(evaluate_population(population.patients(), now=REFERENCE_NOW))
+    pooled = evaluate_population(population.patients(), now=REFERENCE_NOW, workers=2, chunksize=1)
     assert list(pooled) == serial
     assert [patient_id for patient_id, _ in serial] == sorted(p.patient_id for p in PATIENTS)
 
@@ -167,7 +165,8 @@ def test_ndjson_rows_are_json_objects_with_the_same_findings(export_dir: Path) -
 
 def test_the_summary_on_stderr_has_counts_and_no_patient(export_dir: Path) -> None:
     result = run(str(export_dir))
-    assert f"evaluated {len(PATIENTS)} patients (0 with no finding)" in result.stderr
+    assert f"evaluated {len(PATIENTS)} of {len(PATIENTS)} patients" in result.stderr
+    assert "0 with no finding, 0 with data missing" in result.stderr
     assert "estradiol-low 4" in result.stderr
     assert "0 bad lines" in result.stderr
     assert not any(p.patient_id in result.stderr for p in PATIENTS)
@@ -201,20 +200,35 @@ def with_shared_anastrozole(patient: SyntheticPatient) -> list[Resource]:
     return resources
 
 
-@pytest.mark.parametrize(("shipped", "joined"), [(True, True), (False, False)])
-def test_a_shared_medication_is_joined_to_the_orders_naming_it(
-    tmp_path: Path, shipped: bool, joined: bool
-) -> None:
+def test_a_shared_medication_is_joined_to_the_orders_naming_it(tmp_path: Path) -> None:
     low_e2, infertility = (p for p in PATIENTS if p.key in ("trt-low-e2", "infertility"))
     resources = with_shared_anastrozole(low_e2) + with_shared_anastrozole(infertility)
-    export = write_export(tmp_path / "export", resources + ([ANASTROZOLE] if shipped else []))
-    found = findings_by_patient(run(str(export)).stdout)
+    result = run(str(write_export(tmp_path / "export", [*resources, ANASTROZOLE])))
+    assert result.exit_code == 0, result.stderr
+    found = findings_by_patient(result.stdout)
     for patient in (low_e2, infertility):
-        on_anastrozole = found.get(patient.patient_id, set())
-        if joined:
-            assert on_anastrozole == set(patient.expected_cards.items())
-        else:  # an order naming a Medication the export lacks: said, not silently nothing
-            assert on_anastrozole == {("anastrozole-intent", "info")}
+        assert found[patient.patient_id] == set(patient.expected_cards.items())
+
+
+def test_an_order_naming_an_absent_medication_gives_a_data_incomplete_row_and_exit_3(
+    tmp_path: Path,
+) -> None:
+    """The issue's sample export had no Medication.ndjson: a patient on anastrozole got no
+    row and the run exited 0. Now the patient is judged, their rows say what is missing."""
+    infertility = next(p for p in PATIENTS if p.key == "infertility")
+    result = run(str(write_export(tmp_path / "export", with_shared_anastrozole(infertility))))
+    assert result.exit_code == 3
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    (incomplete,) = [r for r in rows if r["rule_id"] == "data-incomplete"]
+    assert incomplete["patient_id"] == infertility.patient_id
+    assert (
+        "names Medication/anastrozole-1mg-tablet, which is not in the export"
+        in (incomplete["data_gaps"])
+    )
+    # no intent is judged from an order whose drug is unknown: the core only says it is unread
+    intent = [r for r in rows if r["rule_id"] == "anastrozole-intent"]
+    assert all("could not be read" in r["summary"] for r in intent)
+    assert "data missing: 1 orders name a Medication that is not in the export" in result.stderr
 
 
 # -- what is dropped while reading ------------------------------------------------------------
@@ -232,43 +246,97 @@ def observation(observation_id: str, loinc: str, value: float, unit: str) -> Res
     }
 
 
-def resources_of(export: Export, patient_id: str) -> list[Resource]:
-    """The resources grouped under a patient, parsed."""
-    resources: list[Resource] = orjson.loads(dict(export.patients())[patient_id])
-    return resources
+# p1 is on anastrozole: a patient the rules apply to, whose resources are read.
+P1_ON_ANASTROZOLE = {
+    "resourceType": "MedicationRequest",
+    "id": "p1-ai",
+    "status": "active",
+    "subject": {"reference": "Patient/p1"},
+    "medicationCodeableConcept": ANASTROZOLE["code"],
+}
+
+
+def resources_of(population: Population, patient_id: str) -> list[Resource]:
+    """The resources grouped under a patient, parsed (its orders aside)."""
+    text = next(text for pid, text, _ in population.patients() if pid == patient_id)
+    return [r for r in orjson.loads(text) if r["resourceType"] != "MedicationRequest"]
 
 
 def test_observations_no_rule_reads_are_dropped_while_reading(tmp_path: Path) -> None:
     heart_rate = observation("hr", "8867-4", 64, "/min")
     estradiol = observation("e2", "2243-4", 11, "pg/mL")
     status_text = {**observation("menopause", "0", 0, ""), "valueCodeableConcept": {"text": "x"}}
-    export = write_export(tmp_path / "export", [heart_rate, estradiol, status_text])
-    grouped = read_export(sorted(export.iterdir()))
+    export = write_export(
+        tmp_path / "export", [heart_rate, estradiol, status_text, P1_ON_ANASTROZOLE]
+    )
+    grouped, report = read_folder(export, now=REFERENCE_NOW)
     kept = {resource["id"] for resource in resources_of(grouped, "p1")}
     assert kept == {"e2", "menopause"}
-    assert grouped.counts.dropped_unread == 1
+    assert report.outcomes["unread"] == 1
     result = run(str(export))
     assert "1 Observations dropped unread" in result.stderr
 
 
 def test_a_lab_result_keeps_only_the_fields_the_core_reads(tmp_path: Path) -> None:
     estradiol = {**observation("e2", "2243-4", 11, "pg/mL"), "performer": [{"display": "Lab"}]}
-    grouped = read_export([write_export(tmp_path / "export", [estradiol]) / "Observation.ndjson"])
+    export = write_export(tmp_path / "export", [estradiol, P1_ON_ANASTROZOLE])
+    grouped, _ = read_folder(export, now=REFERENCE_NOW)
     (kept,) = resources_of(grouped, "p1")
     assert "performer" not in kept  # the subject is read: one patient at a time
     assert kept["valueQuantity"] == {"value": 11, "unit": "pg/mL"}
 
 
-def test_resources_without_a_patient_or_of_other_types_are_counted(tmp_path: Path) -> None:
-    orphan = {**observation("e2", "2243-4", 11, "pg/mL"), "subject": {"display": "someone"}}
+def test_resources_of_other_types_are_counted_and_skipped(tmp_path: Path) -> None:
     other = {"resourceType": "Encounter", "id": "enc", "subject": {"reference": "Patient/p1"}}
-    export = write_export(tmp_path / "export", [orphan, other])
-    result = run(str(export))
-    assert result.exit_code == 0
-    assert "1 of other types skipped, 1 without a patient" in result.stderr
+    result = run(str(write_export(tmp_path / "export", [other])))
+    assert result.exit_code == 0, result.stderr
+    assert "1 of other types skipped" in result.stderr
+    assert "0 without a patient" in result.stderr
     assert result.stdout.splitlines() == [
         "patient_id,rule_id,severity,summary,intent,evidence,data_gaps"
     ]
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [{"display": "someone"}, {"reference": "Group/g1"}, {"reference": "Patient?identifier=x|1"}],
+    ids=["no reference", "a group", "conditional"],
+)
+def test_a_resource_the_rules_read_that_names_no_patient_is_data_missing_exit_3(
+    tmp_path: Path, subject: Resource
+) -> None:
+    orphan = {**observation("e2", "2243-4", 11, "pg/mL"), "subject": subject}
+    result = run(str(write_export(tmp_path / "export", [orphan])))
+    assert result.exit_code == 3
+    assert "1 without a patient" in result.stderr
+    assert "data missing: 1 resources the rules read name no patient" in result.stderr
+
+
+def test_urn_uuid_references_are_resolved_to_the_patient_of_that_id(tmp_path: Path) -> None:
+    """Synthea writes `urn:uuid:<id>` references and gives the Patient that id."""
+    low_e2 = next(p for p in PATIENTS if p.key == "trt-low-e2")
+    resources = copy.deepcopy(bundle_resources(low_e2.bundle))
+    for resource in resources:
+        if "subject" in resource:
+            resource["subject"] = {"reference": f"urn:uuid:{low_e2.patient_id}"}
+    result = run(str(write_export(tmp_path / "export", resources)))
+    assert result.exit_code == 0, result.stderr
+    assert findings_by_patient(result.stdout)[low_e2.patient_id] == set(
+        low_e2.expected_cards.items()
+    )
+
+
+def test_a_judged_patient_without_a_patient_resource_is_flagged_exit_3(tmp_path: Path) -> None:
+    """An unresolved `urn:uuid:` (no Patient of that id) or a Patient file left out: the
+    rules would judge without sex or age, so the rows say so."""
+    low_e2 = next(p for p in PATIENTS if p.key == "trt-low-e2")
+    resources = [r for r in bundle_resources(low_e2.bundle) if r["resourceType"] != "Patient"]
+    result = run(str(write_export(tmp_path / "export", resources)))
+    assert result.exit_code == 3
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    (incomplete,) = [r for r in rows if r["rule_id"] == "data-incomplete"]
+    assert incomplete["data_gaps"] == "no Patient resource in the export: sex and age unknown"
+    assert "1 judged patients have no Patient resource" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -280,7 +348,7 @@ def test_resources_without_a_patient_or_of_other_types_are_counted(tmp_path: Pat
         ("https://ehr.example/fhir/Patient/123/_history/4", "123"),
         ("Group/123", None),
         ("#contained", None),
-        ("urn:uuid:9b1d", None),
+        ("urn:uuid:9b1d", "9b1d"),
         ("Patient/", None),
         (None, None),
         (123, None),
@@ -349,11 +417,43 @@ def test_a_missing_directory_is_a_usage_error(tmp_path: Path) -> None:
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
-@pytest.mark.parametrize("files", [[], ["manifest.json", "Patient.json"]])
-def test_a_directory_without_ndjson_is_a_usage_error(tmp_path: Path, files: list[str]) -> None:
-    for name in files:
-        (tmp_path / name).write_text("{}")
+@pytest.mark.parametrize(
+    ("files", "said"),
+    [
+        ({}, "no *.ndjson or *.ndjson.gz files"),
+        ({"Patient.json": "{}"}, "no *.ndjson or *.ndjson.gz files"),
+        ({"manifest.json": "{}"}, "manifest.json is not a Bulk Data manifest (no output list)"),
+        ({"manifest.json": "[1"}, "manifest.json is not JSON"),
+    ],
+)
+def test_a_folder_without_an_export_is_a_usage_error(
+    tmp_path: Path, files: dict[str, str], said: str
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
     result = run(str(tmp_path))
     assert result.exit_code == 2
-    assert "no *.ndjson or *.ndjson.gz files" in result.stderr
+    assert said in result.stderr
     assert isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    [
+        "goserelin_given_in_clinic_as_administration_only.json",  # MedicationAdministration
+        "hospice_anastrozole_discontinued_on_the_medication_list.json",  # List
+        "dxa_recorded_only_as_a_document.json",  # DocumentReference
+    ],
+)
+def test_the_rows_are_the_cores_for_every_type_the_core_reads(tmp_path: Path, fixture: str) -> None:
+    """An export is read as the core reads a chart: a depot given in clinic, a later medication
+    list, a DXA filed as a document are kept, not dropped as types the rules do not read."""
+    resources = chart_resources(read_fixture(fixture))
+    now = expected_scenarios()[fixture]["now"]
+    result = CliRunner().invoke(
+        main, ["population", str(write_export(tmp_path / "export", resources)), "--now", now]
+    )
+    assert result.exit_code == 0, result.stderr
+    found = {(r["rule_id"], r["severity"]) for r in csv.DictReader(io.StringIO(result.stdout))}
+    expected = evaluate(resources, now=datetime.fromisoformat(now.replace("Z", "+00:00")))
+    assert found == {(f.rule_id, f.severity.value) for f in expected}

@@ -15,8 +15,8 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from anastrozole_cds import population as bulk
 from anastrozole_cds.cli import main
+from anastrozole_cds.population import judging, writing
 from sandbox.patients import REFERENCE_NOW, all_patients, bundle_resources
 
 LOW_E2 = next(p for p in all_patients() if p.key == "trt-low-e2")
@@ -63,12 +63,12 @@ def test_a_cell_a_spreadsheet_would_run_as_a_formula_is_written_as_text(
     rows = list(csv.reader(io.StringIO(out)))[1:]
     assert code == 0 and rows
     assert {row[0] for row in rows} == {"'" + patient_id}
-    assert not any(cell.startswith(bulk.FORMULA_STARTS) for row in rows for cell in row)
+    assert not any(cell.startswith(writing.FORMULA_STARTS) for row in rows for cell in row)
     ndjson = run(str(tmp_path / "export"), "--format", "ndjson")[1]
     assert {orjson.loads(line)["patient_id"] for line in ndjson.splitlines()} == {patient_id}
 
 
-def evaluate_or_die(patient: bulk.PatientText, now: datetime) -> tuple[str, list[bulk.Row]]:
+def evaluate_or_die(patient: judging.PatientText, now: datetime) -> tuple[str, list[judging.Row]]:
     if patient[0] == "p07":  # as the kernel's OOM killer would
         os.kill(os.getpid(), signal.SIGKILL)
     return ("", [])
@@ -77,8 +77,8 @@ def evaluate_or_die(patient: bulk.PatientText, now: datetime) -> tuple[str, list
 def test_a_worker_that_dies_fails_the_run_instead_of_hanging(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(bulk, "evaluate_patient", evaluate_or_die)  # forked workers inherit it
-    patients = [(f"p{n:02d}", b"[]") for n in range(40)]
+    monkeypatch.setattr(judging, "evaluate_patient", evaluate_or_die)  # forked workers inherit it
+    patients = [(f"p{n:02d}", b"[]", ()) for n in range(40)]
     outcome: list[BaseException | int] = []
 
     def evaluate_all() -> None:
@@ -86,7 +86,7 @@ def test_a_worker_that_dies_fails_the_run_instead_of_hanging(
             outcome.append(
                 len(
                     list(
-                        bulk.evaluate_population(
+                        judging.evaluate_population(
                             patients, now=REFERENCE_NOW, workers=2, chunksize=4
                         )
                     )
@@ -110,7 +110,7 @@ def test_a_dead_worker_is_one_line_and_exit_1_on_the_command_line(
     def broken(*args: object, **kwargs: object) -> int:
         raise BrokenProcessPool("a child process terminated abruptly")
 
-    monkeypatch.setattr(bulk, "write_rows", broken)
+    monkeypatch.setattr(writing, "write_rows", broken)
     code, _, err = run(str(export_of(tmp_path / "export", "p1")), "--workers", "2")
     assert code == 1
     assert "a worker process died" in err and "Traceback" not in err
