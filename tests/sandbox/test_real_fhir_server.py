@@ -151,7 +151,8 @@ def service(
         keys,
         fhir_servers=(loaded, proxy),
         evaluation_time=None,
-        extra_toml="fhir_deadline_seconds = 10",
+        # generous: a loaded 2-core machine runs the FHIR server, the proxy and the suite
+        extra_toml="fhir_deadline_seconds = 20\nfhir_read_timeout_seconds = 10",
     ) as live:
         yield {"base": live.base, "key": str(key_file), "live": live}
 
