@@ -24,7 +24,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 import cds_hooks
 import smartapp
 from anastrozole_cds.settings import check_faces, load_settings
-from runtime import __version__, metrics
+from runtime import __version__, metrics, schema
 from runtime.logs import configure_logging
 from runtime.settings import ProductSettings
 from runtime.store import Store
@@ -45,7 +45,11 @@ CORS_ALLOWED_METHODS = "GET, POST, OPTIONS"
 
 
 def create_app(settings: ProductSettings | None = None, *, store: Store | None = None) -> Flask:
-    """The product's WSGI app. Settings default to the environment and the TOML file."""
+    """The product's WSGI app. Settings default to the environment and the TOML file.
+
+    Opens no database connection and never touches the schema of a database others can
+    reach: `serve` or `anastrozole-cds db upgrade` migrates it before (tests:
+    `runtime.schema.upgrade(url)`). Only an in-memory SQLite database is migrated here."""
     settings = settings or load_settings()
     settings.check_audience_base()
     settings.check_issuer_key_files()
@@ -54,6 +58,8 @@ def create_app(settings: ProductSettings | None = None, *, store: Store | None =
     app = Flask("anastrozole_cds", instance_path=str(settings.instance_path.resolve()))
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     store = store or Store(settings.store_location())
+    if store.in_memory:  # nobody else can reach it to migrate it (runtime/schema.py)
+        schema.upgrade(store.engine)
     app.extensions[SETTINGS_EXTENSION] = settings
     app.extensions[STORE_EXTENSION] = store
     _warn_about(settings)

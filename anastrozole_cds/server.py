@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import gc
 import logging
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
 from anastrozole_cds.app import create_app
 from anastrozole_cds.settings import check_faces
-from runtime import metrics
+from runtime import metrics, schema
 from runtime.logs import configure_logging
 from runtime.settings import ConfigError, ProductSettings, served_at
-from runtime.store import Store
+from runtime.store import readable_by_others, sqlite_file
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ def serve(
     workers: int = 2,
     threads: int = 4,
     timeout: int = 30,
+    config: Path | None = None,
 ) -> None:
     """Run the app under gunicorn (gthread workers); blocks until stopped. ConfigError, with
     one line naming the setting, when the app could not start with these settings: checked
@@ -59,7 +61,7 @@ def serve(
     settings.check_audience_base()  # before the workers start, so the CLI says why
     settings.check_issuer_key_files()
     check_faces(settings, key_files=True)
-    _create_schema(settings)  # once, before the workers
+    prepare_database(settings, config)  # once, before the workers: they never touch the schema
     if settings.metrics_enabled:
         folder = settings.instance_path.resolve() / "prometheus-metrics"
         try:
@@ -100,21 +102,32 @@ def serve(
     _Server().run()
 
 
-def _create_schema(settings: ProductSettings) -> None:
-    """Create the database's tables; ConfigError naming store_url (password hidden) when the
-    database cannot be reached."""
-    from sqlalchemy.engine import make_url
+def prepare_database(settings: ProductSettings, config: Path | None = None) -> None:
+    """Upgrade the schema (store_upgrade_on_start) and check it is the one this version needs;
+    ConfigError, one line naming store_url and what to run, otherwise."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    url = settings.store_location()
+    if url.startswith("sqlite") and sqlite_file(url) is None:
+        return  # in memory: each worker's own database, migrated by create_app
+    shown = schema.shown_url(url)
     try:
-        Store(settings.store_location()).dispose()
+        if settings.store_upgrade_on_start:
+            schema.upgrade(url)
+        found = schema.state(url)
+    except schema.SchemaTooNew as error:
+        raise ConfigError(f"store_url: {shown}: {error}") from None
     except (SQLAlchemyError, ImportError) as error:
-        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        try:
-            shown = make_url(settings.store_location()).render_as_string(hide_password=True)
-        except SQLAlchemyError:
-            shown = "(not a database URL)"
+        reason = schema.describe_error(error)
         raise ConfigError(f"store_url: cannot use the database at {shown}: {reason}") from None
+    if found.status == "unreachable":
+        raise ConfigError(f"store_url: cannot use the database at {shown}: {found.reason}")
+    if not found.ok:
+        hint = f" --config {config}" if config else ""
+        raise ConfigError(f"store_url: {shown}: {found.problem(hint)}")
+    warning = readable_by_others(url)
+    if warning:
+        log.warning("%s", warning)
 
 
 def _worker_exited(_server: Any, worker: Any) -> None:

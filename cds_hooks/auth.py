@@ -220,10 +220,8 @@ class JwtVerifier:
         )
         try:
             fresh = self.store.remember_jti(issuer.iss, str(verified.claims["jti"]), expires)
-        except StoreError:
-            raise AuthError(
-                "replay cache unavailable, try again", "replay_cache_unavailable", status=503
-            ) from None
+        except StoreError as error:  # says why: the database is down, or its schema is old
+            raise AuthError(str(error), "replay_cache_unavailable", status=503) from None
         if not fresh:
             raise AuthError("JWT jti was already used (replay)", "replay")
         tenant = verified.claims.get("tenant")

@@ -91,6 +91,9 @@ class ProductSettings(BaseSettings):
     public_base_url: str | None = None
     instance_path: Path = Path("instance")
     store_url: str | None = None  # default: SQLite file in instance_path
+    # `serve` upgrades the schema before its workers start; off: it refuses to start until
+    # `anastrozole-cds db upgrade` has been run (docs/operations.md, "The schema").
+    store_upgrade_on_start: bool = True
 
     # Trust
     issuers: tuple[IssuerConfig, ...] = ()

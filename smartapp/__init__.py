@@ -60,7 +60,6 @@ def init_app(
     # Imported here, not above: `anastrozole-cds keys` loads this package and needs none of
     # the app (importing it all took 2 s of every command's start).
     from ehr.client import ClientLimits
-    from runtime.store import Store
     from smartapp.discovery import Discovery
     from smartapp.flow import SmartRuntime
     from smartapp.keys import load_signing_key
@@ -69,7 +68,7 @@ def init_app(
     from smartapp.views import EXTENSION, blueprint
 
     smart = smart_settings or load_settings(settings)
-    store = store or app.extensions.get("runtime.store") or Store(settings.store_location())
+    store = store or app.extensions.get("runtime.store") or _own_store(settings)
     signing_key = (
         load_signing_key(smart.private_key_file)
         if smart.client_auth == "private_key_jwt" and smart.private_key_file
@@ -98,6 +97,18 @@ def init_app(
     )
     if blueprint.name not in app.blueprints:
         app.register_blueprint(blueprint)
+
+
+def _own_store(settings: ProductSettings) -> Store:
+    """A store for an app that has none: an in-memory database is migrated here (nobody else
+    can reach it); any other was migrated before start-up (runtime/schema.py)."""
+    from runtime import schema
+    from runtime.store import Store
+
+    store = Store(settings.store_location())
+    if store.in_memory:
+        schema.upgrade(store.engine)
+    return store
 
 
 def _cipher_for(settings: ProductSettings, smart: SmartSettings) -> TokenCipher:

@@ -1,7 +1,7 @@
 """Server-side state of the SMART app: launches in progress and signed-in sessions.
 
 The browser holds only a random cookie; tokens stay here, in the product's database (the
-same engine as `runtime.store`, tables of our own), sealed with `TokenCipher`. The
+same engine as `runtime.store`, tables of our own, created by its migrations), sealed with `TokenCipher`. The
 cookie is stored hashed, so a copy of the database does not let anyone into a session, nor
 read a token without the key. A launch is used once: the callback takes it out of the table.
 """
@@ -34,7 +34,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from smartapp.token_cipher import TokenCipher
 
@@ -46,7 +46,7 @@ launch_table = Table(
     "smart_launch",
     metadata,
     Column("state", String(128), primary_key=True),
-    Column("browser", String(64), nullable=False),  # sha256 of the browser cookie
+    Column("browser", String(64), nullable=False, index=True),  # sha256 of the browser cookie
     Column("iss", String(1000), nullable=False),
     Column("launch", Text, nullable=True),  # the EHR's launch value; None for standalone
     Column("code_verifier", String(128), nullable=True),
@@ -63,7 +63,7 @@ session_table = Table(
     "smart_session",
     metadata,
     Column("handle", String(64), primary_key=True),
-    Column("browser", String(64), nullable=False),
+    Column("browser", String(64), nullable=False, index=True),
     Column("iss", String(1000), nullable=False),
     Column("token_endpoint", String(1000), nullable=False),
     Column("access_token", Text, nullable=False),  # sealed (Fernet), as the refresh token
@@ -156,15 +156,12 @@ class SmartSession:
 
 
 class TokenStore:
-    """Launches and sessions in SQL tables, tokens sealed. Thread-safe; one per app."""
+    """Launches and sessions in SQL tables, tokens sealed. Thread-safe; one per app. The
+    tables are the schema's (runtime/migrations): this class never creates or alters one."""
 
     def __init__(self, engine: Engine, cipher: TokenCipher) -> None:
         self.engine = engine
         self.cipher = cipher
-        try:
-            metadata.create_all(engine)
-        except (IntegrityError, OperationalError):  # another worker created them just now
-            metadata.create_all(engine)
 
     # -- launches ------------------------------------------------------------------------------
 

@@ -74,3 +74,12 @@ def postgres_server() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             server.kill()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def fresh_database(url: str, name: str) -> str:
+    """A new, empty database on the server of `url` (dropped first if it exists): its URL."""
+    server = psycopg.conninfo.make_conninfo(url.replace("postgresql+psycopg://", "postgresql://"))
+    with psycopg.connect(server, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return url.rsplit("/", 1)[0] + f"/{name}"
