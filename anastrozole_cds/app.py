@@ -11,6 +11,7 @@ CORS, the request size limit (413), logging without PHI or tokens, GET /healthz 
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import uuid
@@ -104,6 +105,7 @@ def _register_errors(app: Flask) -> None:
     @app.before_request
     def _request_id() -> None:
         g.request_id = uuid.uuid4().hex
+        _read_chunked_body(request.environ, app.config["MAX_CONTENT_LENGTH"])
 
     @app.after_request
     def _tag(response: Response) -> Response:
@@ -142,6 +144,20 @@ def _register_errors(app: Flask) -> None:
         )
 
 
+def _read_chunked_body(environ: dict[str, Any], limit: int) -> None:
+    """A chunked body (no Content-Length), read whole here, up to `limit`: 413 beyond it.
+    Werkzeug reads such a body only up to the limit and says nothing, so a larger one was cut
+    and answered 200 (issue 18). Read here, it reaches the views with its length."""
+    if environ.get("CONTENT_LENGTH") or not environ.get("wsgi.input_terminated"):
+        return
+    body = environ["wsgi.input"].read(limit + 1)
+    if len(body) > limit:
+        raise RequestEntityTooLarge()
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ.pop("wsgi.input_terminated", None)
+
+
 def _snake(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
@@ -178,14 +194,21 @@ def _register_cors(app: Flask, settings: ProductSettings) -> None:
 def _register_health(app: Flask, settings: ProductSettings, store: Store) -> None:
     @app.get("/healthz")
     def healthz() -> Response:
-        store_ok = store.ping()
-        body = {
-            "status": "ok" if store_ok else "degraded",
+        """Up (this answer) and able to store: the schema is current and a write can be made
+        within a short timeout (Store.health). 503 when it cannot: every call needs the
+        replay cache, and feedback the database, so a balancer should send none here."""
+        health = store.health()
+        body: dict[str, Any] = {
+            "status": "ok" if health.able_to_store else "degraded",
             "version": __version__,
-            "store": store_ok,
+            "up": True,
+            "store": health.able_to_store,
+            "schema": {"current": health.schema.current, "needed": health.schema.head},
             "jwtVerification": not settings.insecure_skip_jwt_verification,
         }
-        return _json(body, 200 if store_ok else 503)
+        if health.problem:
+            body["storeProblem"] = health.problem
+        return _json(body, 200 if health.able_to_store else 503)
 
 
 # -- metrics (Prometheus) -------------------------------------------------------------------------

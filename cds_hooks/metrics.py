@@ -9,6 +9,7 @@ workers' shared files under `serve` (runtime/metrics.py).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,8 @@ from runtime.metrics import registry_for
 
 if TYPE_CHECKING:
     from cds_hooks.auth import Refusal
+
+log = logging.getLogger(__name__)
 
 EXTENSION = "cds_hooks.metrics"
 UNKNOWN = "unknown"
@@ -107,8 +110,26 @@ class Metrics:
         key = (id(metric), *label_values)
         child = self._children.get(key)
         if child is None:  # two threads may both get here: labels() gives both the same child
-            child = self._children[key] = metric.labels(*label_values)
+            try:
+                child = metric.labels(*label_values)
+            except OSError as error:  # its values file cannot be made (a full disk)
+                log.error("a metric is not counted: %s", error.strerror or error)
+                return _NOT_COUNTED
+            self._children[key] = child
         return child
+
+
+class _NotCounted:
+    """A metric that could not be made: counting it does nothing (the call is answered)."""
+
+    def inc(self, amount: float = 1) -> None:
+        return None
+
+    def observe(self, amount: float) -> None:
+        return None
+
+
+_NOT_COUNTED = _NotCounted()
 
 
 def metrics_for(app: Flask) -> Metrics:

@@ -114,6 +114,11 @@ class ProductSettings(BaseSettings):
 
     # HTTP
     max_request_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # `serve`: a request (head and body) must have arrived within this time (else 408), and a
+    # worker holds at most this many bytes of requests still arriving (else 503): a slow
+    # client costs a socket, never a thread (docs/operations.md, "The front").
+    request_read_seconds: float = Field(default=10.0, gt=0, le=300)
+    request_buffer_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
     cors_allowed_origins: tuple[str, ...] = ("*",)
 
     # Cards

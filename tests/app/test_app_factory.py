@@ -34,14 +34,17 @@ def test_healthz_reports_the_store(tmp_path: Path) -> None:
     assert insecure.json["jwtVerification"] is False
 
 
-def test_healthz_is_503_when_the_store_is_down(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_app_is_built_while_the_database_is_down_and_healthz_says_so(
+    tmp_path: Path,
 ) -> None:
-    app = make_app(tmp_path)
-    monkeypatch.setattr(app.extensions["runtime.store"], "ping", lambda: False)
+    """A worker boots with the database down (nothing connects at build time) and /healthz
+    tells "up" from "able to store"."""
+    app = make_app(tmp_path, store_url="postgresql+psycopg://cds@127.0.0.1:1/cds")
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.json["status"] == "degraded"
+    assert response.json["up"] is True and response.json["store"] is False
+    assert "cannot be reached" in response.json["storeProblem"]
 
 
 def test_an_unknown_path_is_404_json(tmp_path: Path) -> None:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from anastrozole_cds.server import WORKER_READY
 from sandbox.processes import ProcessError, free_port, stop_process, wait_until_ready
 from tests.cds_hooks.cds_helpers import ISSUER, Keys
 
@@ -27,6 +29,16 @@ class LiveService:
     def headers(self, path: str, **claims: Any) -> dict[str, str]:
         """A fresh signed JWT for one call to `path` (aud = the URL called)."""
         return {"Authorization": f"Bearer {self.keys.sign(f'{self.base}{path}', **claims)}"}
+
+
+def wait_for_workers(log: Path, workers: int, process: subprocess.Popen[bytes]) -> None:
+    """Until every worker has built the app (one answering /healthz says nothing of the
+    others, and a test may count on them all)."""
+    deadline = time.monotonic() + 60
+    while log.read_text(errors="replace").count(WORKER_READY) < workers:
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise ProcessError(f"{workers} workers did not all start")
+        time.sleep(0.05)
 
 
 @contextmanager
@@ -71,6 +83,7 @@ fhir_servers = [{servers}]
     try:
         try:
             wait_until_ready(f"{base}/healthz", process, what="anastrozole-cds serve")
+            wait_for_workers(log, workers, process)
         except ProcessError as error:
             raise RuntimeError(f"{error}:\n{log.read_text()}") from None
         yield LiveService(base, keys, log)
