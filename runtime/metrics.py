@@ -121,7 +121,12 @@ class PreallocatedMmapedDict(MmapedDict):  # type: ignore[misc]
         if not read_mode:
             with open(filename, "a+b") as file:
                 size = os.fstat(file.fileno()).st_size
-                _reserve(file.fileno(), max(size, _initial_size()))
+                try:
+                    _reserve(file.fileno(), max(size, _initial_size()))
+                except OSError:
+                    if size == 0:  # an empty file would break /metrics's reading of them all
+                        os.unlink(filename)
+                    raise
         super().__init__(filename, read_mode)
 
     def _init_value(self, key: str) -> Any:

@@ -253,12 +253,10 @@ class Store:
     # -- the schema and health ----------------------------------------------------------------
 
     def schema_state(self) -> schema.SchemaState:
-        """The schema's state, asked again at most every few seconds until it is current (an
-        admin may run `db upgrade` while the workers run)."""
+        """The schema's state, asked again at most every few seconds (an admin may run `db
+        upgrade`, or restore an older copy, while the workers run)."""
         known, now = self._schema, time.monotonic()
-        if known is not None and (
-            known.ok or now - self._schema_checked < self._SCHEMA_RECHECK_SECONDS
-        ):
+        if known is not None and now - self._schema_checked < self._SCHEMA_RECHECK_SECONDS:
             return known
         found = schema.state(self._probe_engine)
         if found.status != "unreachable":  # an outage says nothing about the schema

@@ -25,6 +25,12 @@ class LiveService:
     base: str
     keys: Keys
     log: Path
+    process: subprocess.Popen[bytes] | None = None  # the master
+
+    def worker_pids(self) -> list[int]:
+        """The workers that have built the app, in the order they did."""
+        text = self.log.read_text(errors="replace")
+        return [int(line.rsplit(" ", 1)[1]) for line in text.splitlines() if WORKER_READY in line]
 
     def headers(self, path: str, **claims: Any) -> dict[str, str]:
         """A fresh signed JWT for one call to `path` (aud = the URL called)."""
@@ -51,6 +57,7 @@ def live_service(
     extra_toml: str = "",
     log_level: str = "INFO",
     evaluation_time: str | None = "2026-11-01T12:00:00Z",
+    store_url: str | None = None,
 ) -> Iterator[LiveService]:
     """Start the server, wait for /healthz, yield it, and stop it with SIGTERM.
     `evaluation_time`: the moment findings are judged at (None: now)."""
@@ -61,7 +68,7 @@ def live_service(
     config.write_text(
         f"""{extra_toml}
 public_base_url = "{base}"
-store_url = "sqlite:///{folder / "store.sqlite3"}"
+store_url = "{store_url or f"sqlite:///{folder / 'store.sqlite3'}"}"
 instance_path = "{folder}"
 {f'evaluation_time = "{evaluation_time}"' if evaluation_time else ""}
 log_level = "{log_level}"
@@ -86,6 +93,6 @@ fhir_servers = [{servers}]
             wait_for_workers(log, workers, process)
         except ProcessError as error:
             raise RuntimeError(f"{error}:\n{log.read_text()}") from None
-        yield LiveService(base, keys, log)
+        yield LiveService(base, keys, log, process)
     finally:
         stop_process(process)
