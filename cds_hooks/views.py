@@ -65,6 +65,7 @@ def init_app(
         connect_timeout=settings.fhir_connect_timeout_seconds,
         read_timeout=settings.fhir_read_timeout_seconds,
         max_pages=settings.fhir_max_pages,
+        max_call_bytes=settings.fhir_max_bytes_per_call,
         max_workers=settings.fhir_max_parallel,
     )
 

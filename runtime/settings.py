@@ -109,6 +109,10 @@ class ProductSettings(BaseSettings):
     fhir_connect_timeout_seconds: float = Field(default=1.0, gt=0)
     fhir_read_timeout_seconds: float = Field(default=2.0, gt=0)
     fhir_max_pages: int = Field(default=5, ge=1)
+    # All that one call (or one SMART page) reads from the FHIR server: past it the queries
+    # stop and the data is marked incomplete on the cards (a server sending 15 MB pages took
+    # a worker from 74 MB to 740 MB for one call).
+    fhir_max_bytes_per_call: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
     # 16: the 13 prefetch queries all go out at once, one FHIR round trip (docs/performance.md)
     fhir_max_parallel: int = Field(default=16, ge=1, le=32)
 

@@ -91,6 +91,7 @@ def init_app(
             connect_timeout=settings.fhir_connect_timeout_seconds,
             read_timeout=max(settings.fhir_read_timeout_seconds, 5.0),
             max_pages=settings.fhir_max_pages,
+            max_call_bytes=settings.fhir_max_bytes_per_call,
             max_workers=settings.fhir_max_parallel,
         ),
         clinical=settings.clinical_settings(),
