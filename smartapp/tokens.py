@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     and_,
     delete,
+    func,
     insert,
     select,
     update,
@@ -39,6 +40,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from smartapp.token_cipher import TokenCipher
 
 log = logging.getLogger(__name__)
+
+# Launches are written before anyone signs in (issue 18: 3,000 rows of up to 3.7 KB in 11 s).
+# A browser rarely has more than a few launches in flight (one per tab); an abandoned one
+# lasts LAUNCH_LIFETIME (10 minutes). 5,000 pending launches is far above what clinicians
+# start in 10 minutes at a large site, and at most about 20 MB of rows.
+MAX_LAUNCHES_PER_BROWSER = 10
+MAX_PENDING_LAUNCHES = 5000
+MAX_LAUNCH_VALUE_CHARS = 2048  # the EHR's opaque `launch`; real ones are far shorter
 
 metadata = MetaData()
 
@@ -165,20 +174,49 @@ class TokenStore:
 
     # -- launches ------------------------------------------------------------------------------
 
-    def save_launch(self, launch: PendingLaunch) -> None:
+    def save_launch(
+        self,
+        launch: PendingLaunch,
+        *,
+        per_browser: int | None = None,
+        in_all: int | None = None,
+    ) -> bool:
+        """Keep a launch until its callback. A launch is written before anyone has signed in,
+        so what anyone can make the app write is bounded: a browser keeps its `per_browser`
+        newest launches (the oldest goes), and no launch is kept when `in_all` are pending
+        already (False: the caller refuses it)."""
+        per_browser = per_browser or MAX_LAUNCHES_PER_BROWSER
+        in_all = in_all or MAX_PENDING_LAUNCHES
         row = {**launch.__dict__, "expires_at": _naive(launch.expires_at)}
         with self.engine.begin() as connection:
+            pending = connection.execute(select(func.count()).select_from(launch_table)).scalar()
+            if (pending or 0) >= in_all:
+                return False
+            mine = (
+                connection.execute(
+                    select(launch_table.c.state)
+                    .where(launch_table.c.browser == launch.browser)
+                    .order_by(launch_table.c.expires_at)
+                )
+                .scalars()
+                .all()
+            )
+            oldest = mine[: max(0, len(mine) - per_browser + 1)]
+            if oldest:
+                connection.execute(delete(launch_table).where(launch_table.c.state.in_(oldest)))
             connection.execute(insert(launch_table), row)
+        return True
 
-    def take_launch(self, state: str, now: datetime) -> PendingLaunch | None:
-        """The launch with this state, once: it is deleted as it is read. None if expired."""
+    def take_launch(self, state: str, browser: str, now: datetime) -> PendingLaunch | None:
+        """This browser's launch with this state, once: it is deleted as it is read. None if
+        there is none, it is another browser's (left alone: its own callback still works), or
+        it has expired."""
         with self.engine.begin() as connection:
-            row = connection.execute(
-                select(launch_table).where(launch_table.c.state == state)
-            ).first()
+            mine = and_(launch_table.c.state == state, launch_table.c.browser == browser)
+            row = connection.execute(select(launch_table).where(mine)).first()
             if row is None:
                 return None
-            taken = connection.execute(delete(launch_table).where(launch_table.c.state == state))
+            taken = connection.execute(delete(launch_table).where(mine))
             if taken.rowcount != 1:  # another request took it first
                 return None
         values = dict(row._mapping)

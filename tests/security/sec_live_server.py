@@ -58,6 +58,7 @@ def live_service(
     log_level: str = "INFO",
     evaluation_time: str | None = "2026-11-01T12:00:00Z",
     store_url: str | None = None,
+    tables_toml: str = "",
 ) -> Iterator[LiveService]:
     """Start the server, wait for /healthz, yield it, and stop it with SIGTERM.
     `evaluation_time`: the moment findings are judged at (None: now)."""
@@ -77,6 +78,8 @@ log_level = "{log_level}"
 iss = "{ISSUER}"
 jwks_file = "{keys.jwks_file}"
 fhir_servers = [{servers}]
+
+{tables_toml}
 """
     )
     log = folder / "serve.log"
