@@ -40,6 +40,8 @@ class Metrics:
     data_gaps: Counter
     jwt_refusals: Counter
     feedback: Counter
+    tenant_requests: Counter
+    tenant_feedback: Counter
     # Each metric's children by label values: a dict lookup instead of prometheus-client's
     # locked, validating `labels()` on every call. Bounded: label values come from fixed sets.
     _children: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
@@ -85,6 +87,19 @@ class Metrics:
                 ("service", "outcome"),
                 registry=registry,
             ),
+            tenant_requests=Counter(
+                f"{prefix}_tenant_requests",
+                "Calls and feedback with a verified JWT, by its tenant (a listed one; "
+                '"unlisted" when its issuer lists none; "none" without the claim).',
+                ("tenant",),
+                registry=registry,
+            ),
+            tenant_feedback=Counter(
+                f"{prefix}_tenant_feedback",
+                "Feedback items received, by service and tenant (named as in tenant_requests).",
+                ("service", "tenant"),
+                registry=registry,
+            ),
         )
 
     # -- recording (on the hot path: a dict lookup and an increment each) ----------------------
@@ -105,6 +120,13 @@ class Metrics:
 
     def count_feedback(self, service_id: str, outcome: str) -> None:
         self._child(self.feedback, service_id, outcome).inc()
+
+    def count_tenant_request(self, tenant: str) -> None:
+        """`tenant`: Caller.tenant_label, a listed tenant or "unlisted" or "none"."""
+        self._child(self.tenant_requests, tenant).inc()
+
+    def count_tenant_feedback(self, service_id: str, tenant: str) -> None:
+        self._child(self.tenant_feedback, service_id, tenant).inc()
 
     def _child(self, metric: Counter | Histogram, *label_values: str) -> Any:
         key = (id(metric), *label_values)

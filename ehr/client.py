@@ -151,9 +151,16 @@ class _ByteBudget:
 
     def take(self, size: int) -> None:
         with self._lock:
+            if size > self._left:
+                raise _Fault(
+                    f"response too large: more than {self.limit} bytes for one call", "bad_response"
+                )
             self._left -= size
-            if self._left < 0:
-                raise _Fault(f"more than {self.limit} bytes for one call: stopped", "bad_response")
+
+    def give_back(self, size: int) -> None:
+        """A page dropped half-read: its bytes are not kept, the other queries may use them."""
+        with self._lock:
+            self._left += size
 
 
 class _Stop:
@@ -478,7 +485,7 @@ class FhirClient:
 
     def _read_body(self, response: requests.Response, deadline: Deadline, stop: _Stop) -> bytes:
         chunks: list[bytes] = []
-        size = 0
+        size = taken = 0
         try:
             for chunk in response.iter_content(chunk_size=64 * 1024):
                 size += len(chunk)
@@ -486,11 +493,18 @@ class FhirClient:
                     raise _Fault("response too large", "bad_response")
                 if stop.budget is not None:
                     stop.budget.take(len(chunk))
+                    taken += len(chunk)
                 if deadline.expired:
                     raise _Fault("deadline exceeded", "timeout")
                 chunks.append(chunk)
         except requests.RequestException as error:
+            if stop.budget is not None:
+                stop.budget.give_back(taken)
             raise _request_fault(error, stop, reading=True) from None
+        except _Fault:
+            if stop.budget is not None:
+                stop.budget.give_back(taken)
+            raise
         return b"".join(chunks)
 
 

@@ -59,6 +59,10 @@ class IssuerConfig(BaseModel):
     jwks_file: Path | None = None
     allowed_jku: tuple[str, ...] = ()  # jku header values accepted besides jwks_url
     fhir_servers: tuple[str, ...] = ()  # fhirServer values this issuer may send a token for
+    # The JWT `tenant` claims (CDS Hooks 2.0: the organisation calling) this issuer may send;
+    # when listed, a token with another tenant, or none, is refused. Feedback is stored, and
+    # calls are counted in /metrics, by tenant.
+    tenants: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _one_key_source(self) -> IssuerConfig:
@@ -97,11 +101,18 @@ class ProductSettings(BaseSettings):
 
     # Trust
     issuers: tuple[IssuerConfig, ...] = ()
+    # Hosts that FHIR servers, JWKS and SMART issuers may be reached on over plain http
+    # (development only: a token or key set sent in clear can be read or changed on the way).
+    # Loopback never leaves the machine; every other host needs https.
+    plain_http_hosts: tuple[str, ...] = ("127.0.0.1", "::1", "localhost")
     allowed_fhir_servers: tuple[str, ...] = ()  # any trusted issuer may name these
     insecure_skip_jwt_verification: bool = False  # development only; logged loudly
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
     jwt_max_lifetime_seconds: int = Field(default=3600, ge=60)
     jwks_cache_seconds: int = Field(default=3600, ge=0)
+    # A JWKS URL that failed is not fetched again for this long: calls are refused at once
+    # meanwhile, instead of each fetching it (and waiting) again.
+    jwks_failure_cache_seconds: float = Field(default=30.0, ge=0, le=3600)
     discovery_requires_jwt: bool = False
 
     # Fetching from the EHR's FHIR server
@@ -167,6 +178,10 @@ class ProductSettings(BaseSettings):
         names = [issuer.iss for issuer in self.issuers]
         if len(names) != len(set(names)):
             raise ValueError("an issuer is listed twice")
+        for name, url in self._urls_reached():
+            problem = self.plain_http_problem(url)
+            if problem:
+                raise SettingError(name, problem)
         self.clinical_settings()  # unknown or malformed clinical keys fail at start-up
         return self
 
@@ -183,6 +198,27 @@ class ProductSettings(BaseSettings):
         if settings_cls.model_config.get("toml_file"):
             sources.append(TomlConfigSettingsSource(settings_cls))
         return tuple(sources)
+
+    def _urls_reached(self) -> list[tuple[str, str]]:
+        """The URLs the service sends tokens to or takes keys from, by setting name."""
+        urls = [("allowed_fhir_servers", url) for url in self.allowed_fhir_servers]
+        for n, issuer in enumerate(self.issuers):
+            urls += [(f"issuers.{n}.fhir_servers", url) for url in issuer.fhir_servers]
+            urls += [(f"issuers.{n}.allowed_jku", url) for url in issuer.allowed_jku]
+            if issuer.jwks_url:
+                urls.append((f"issuers.{n}.jwks_url", issuer.jwks_url))
+        return urls
+
+    def plain_http_problem(self, url: str) -> str | None:
+        """Why `url` may not be used: plain http to a host not in plain_http_hosts."""
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").lower()
+        if parts.scheme.lower() != "http" or host in {h.lower() for h in self.plain_http_hosts}:
+            return None
+        return (
+            f"{url} is plain http: use https, or add {host} to plain_http_hosts "
+            "(development only: tokens would cross the network in clear)"
+        )
 
     # -- derived values ---------------------------------------------------------------------
 

@@ -23,10 +23,16 @@ __all__ = ["check_key_files", "init_app", "load_settings"]
 
 def load_settings(settings: ProductSettings) -> SmartSettings:
     """The SMART app's settings: its ANASTROZOLE_CDS_SMART_* variables, then the product's
-    `[smart]` table. SmartSettingsError, naming the setting, when one is wrong."""
-    from smartapp.config import load_smart_settings
+    `[smart]` table. SmartSettingsError, naming the setting, when one is wrong (an issuer on
+    plain http too, unless its host is in the product's plain_http_hosts)."""
+    from smartapp.config import SmartSettingsError, load_smart_settings, setting_name
 
-    return load_smart_settings(settings.smart)
+    smart = load_smart_settings(settings.smart)
+    for issuer in smart.allowed_issuers:  # the launch's FHIR base gets the EHR's token
+        problem = settings.plain_http_problem(issuer)
+        if problem:
+            raise SmartSettingsError(f"{setting_name('allowed_issuers')}: {problem}")
+    return smart
 
 
 def check_key_files(settings: ProductSettings, smart: SmartSettings) -> None:

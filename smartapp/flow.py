@@ -101,6 +101,10 @@ def begin_launch(
         raise AppError(Problem.DISCOVERY_FAILED, error.reason) from None
     if config.refuses_s256:
         raise AppError(Problem.EHR_UNSUITABLE, "the EHR does not offer PKCE S256")
+    for endpoint in (config.authorization_endpoint, config.token_endpoint, config.jwks_uri):
+        if endpoint and runtime.product.plain_http_problem(endpoint):
+            log.warning("launch refused: the EHR's sign-in service is on plain http")
+            raise AppError(Problem.EHR_UNSUITABLE, "the EHR's sign-in service is not on https")
     methods = config.token_endpoint_auth_methods
     if (
         runtime.oauth.auth_method == "private_key_jwt"
