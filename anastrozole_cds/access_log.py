@@ -38,20 +38,21 @@ def redacted_target(target: str) -> str:
 
 
 def redacted_atoms(atoms: dict[str, Any], environ: dict[str, Any]) -> dict[str, Any]:
-    """gunicorn's access-log atoms with the request line, path, query and Referer redacted."""
-    atoms = dict(atoms)
-    raw = environ.get("RAW_URI", "")
+    """gunicorn's access-log atoms (a fresh dict per request) with the request line, path,
+    query and Referer redacted, and the raw forms should a log format name them."""
     atoms["r"] = (
-        f"{environ.get('REQUEST_METHOD', '-')} {redacted_target(raw)} "
+        f"{environ.get('REQUEST_METHOD', '-')} {redacted_target(environ.get('RAW_URI', ''))} "
         f"{environ.get('SERVER_PROTOCOL', '-')}"
     )
     atoms["U"] = _HANDLE.sub(r"\1[handle]", environ.get("PATH_INFO") or "")
     atoms["q"] = redacted_query(environ.get("QUERY_STRING") or "")
     referer = environ.get("HTTP_REFERER")
     if referer:
-        atoms["f"] = redacted_target(referer)
-        atoms["{referer}i"] = atoms["f"]
-    for key in list(atoms):  # the raw forms, should a log format name them
-        if key in ("{raw_uri}e", "{query_string}e", "{path_info}e", "{request_uri}e"):
+        atoms["f"] = atoms["{referer}i"] = redacted_target(referer)
+    for key in _RAW_FORMS:
+        if key in atoms:
             atoms[key] = REDACTED
     return atoms
+
+
+_RAW_FORMS = ("{raw_uri}e", "{query_string}e", "{path_info}e", "{request_uri}e")

@@ -122,6 +122,10 @@ def _chunked(body: memoryview, max_body_bytes: int, expects: bool) -> Verdict:
             return WAIT
 
 
+def _waits(found: Verdict) -> bool:
+    return not found.complete and found.status is None
+
+
 def _refuse(status: int, message: str) -> Verdict:
     return Verdict(status=status, message=message)
 
@@ -272,38 +276,60 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         self._await_request(conn)
 
     def _await_request(self, conn: TConn) -> None:
+        """Read what has come (a kept-alive connection's request, often a new one's too),
+        and wait in the loop for the rest, if any."""
         conn.arriving = bytearray()
         conn.continue_sent = False
         conn.arrive_by = time.monotonic() + self.read_seconds
-        self.arriving.append(conn)
-        self.poller.register(conn.sock, 1, partial(self._on_bytes, conn))  # EVENT_READ
+        found = self._read_some(conn)
+        if found is not None and _waits(found):
+            self.arriving.append(conn)
+            self.buffered += len(conn.arriving)
+            self.poller.register(conn.sock, 1, partial(self._on_bytes, conn))  # EVENT_READ
+            self._still_arriving(conn, found)
+            return
+        self._decide(conn, found)
 
-    def _on_bytes(self, conn: TConn, client: socket.socket) -> None:
+    def _on_bytes(self, conn: TConn, _client: socket.socket) -> None:
+        before = len(conn.arriving)
+        found = self._read_some(conn)
+        self.buffered += len(conn.arriving) - before
+        if found is not None and _waits(found):
+            self._still_arriving(conn, found)
+            return
+        self._stop_waiting(conn)
+        self._decide(conn, found)
+
+    def _read_some(self, conn: TConn) -> Verdict | None:
+        """What the bytes read so far call for; None when the client has gone."""
         try:
-            data = client.recv(READ_CHUNK)
+            data = conn.sock.recv(READ_CHUNK)
         except (BlockingIOError, InterruptedError):
-            return
+            return WAIT
         except OSError:
-            data = b""
-        if not data:  # the client went away
-            self._stop_waiting(conn)
-            self._close(conn)
-            return
+            return None
+        if not data:
+            return None
         conn.arriving += data
-        self.buffered += len(data)
-        found = verdict(conn.arriving, max_body_bytes=self.max_body_bytes)
-        if found.status is not None:
-            self._stop_waiting(conn)
-            self._refuse(conn, found.status, found.message)
-        elif found.complete:
-            self._stop_waiting(conn)
-            self.enqueue_req(conn)
-        elif self.buffered > self.buffer_bytes:
+        return verdict(conn.arriving, max_body_bytes=self.max_body_bytes)
+
+    def _still_arriving(self, conn: TConn, found: Verdict) -> None:
+        if self.buffered > self.buffer_bytes:
             self._stop_waiting(conn)
             self._refuse(conn, 503, "the server is busy: try again", retry_after=1)
         elif found.expects_continue and not conn.continue_sent:
             conn.continue_sent = True  # curl waits a second for it before sending the body
             self._send_quietly(conn, b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _decide(self, conn: TConn, found: Verdict | None) -> None:
+        """For a connection no longer waited on: a thread takes it, or it is refused, or
+        (its client gone) closed."""
+        if found is None:
+            self._close(conn)
+        elif found.status is not None:
+            self._refuse(conn, found.status, found.message)
+        else:
+            self.enqueue_req(conn)
 
     def _stop_waiting(self, conn: TConn) -> None:
         self.poller.unregister(conn.sock)
