@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,19 @@ def test_healthz_reports_the_store(tmp_path: Path) -> None:
     assert response.json["jwtVerification"] is True
     insecure = make_app(tmp_path, insecure_skip_jwt_verification=True).test_client().get("/healthz")
     assert insecure.json["jwtVerification"] is False
+
+
+def test_building_the_app_creates_no_table(tmp_path: Path) -> None:
+    """Finding 1: every worker built its tables as it booted, and they raced; the one that
+    lost exited 3, and gunicorn stopped the whole service. The schema is the migrations',
+    run once before the workers (and healthz says what to run until then)."""
+    database = tmp_path / "store.sqlite3"
+    app = make_app(tmp_path, store_url=f"sqlite:///{database}")
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT name FROM sqlite_master").fetchall() == []
+    health = app.test_client().get("/healthz")
+    assert health.status_code == 503
+    assert "no tables yet: run `anastrozole-cds db upgrade`" in health.json["storeProblem"]
 
 
 def test_the_app_is_built_while_the_database_is_down_and_healthz_says_so(
