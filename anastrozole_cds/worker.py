@@ -57,27 +57,80 @@ WAIT = Verdict()
 ARRIVED = Verdict(complete=True)
 
 
-def verdict(data: bytes | bytearray, *, max_body_bytes: int) -> Verdict:
-    """Whether `data` holds a whole HTTP/1.1 request (head and body). When in doubt it says
-    "arrived": gunicorn's parser, which reads the same bytes, then answers (400...)."""
-    end = data.find(b"\r\n\r\n")
-    if end < 0:
-        if len(data) > MAX_HEAD_BYTES:
-            return _refuse(431, f"request line and headers larger than {MAX_HEAD_BYTES} bytes")
-        return WAIT
-    if end > MAX_HEAD_BYTES:
-        return _refuse(431, f"request line and headers larger than {MAX_HEAD_BYTES} bytes")
-    length, chunked, expects = _framing(bytes(data[:end]))
-    body = memoryview(data)[end + 4 :]
-    if chunked:
-        return _chunked(body, max_body_bytes, expects)
-    if length is None or length <= 0:
-        return ARRIVED
-    if length > max_body_bytes:
-        return _too_large(max_body_bytes)
-    if len(body) >= length:
-        return ARRIVED
-    return Verdict(expects_continue=expects and not len(body))
+class Arrival:
+    """The bytes of one request as they arrive, and whether it has arrived whole (head and
+    body). Incremental: each call looks only at what is new, so a body dripped in tiny chunks
+    costs the loop no more than one sent at once. When in doubt it says "arrived": gunicorn's
+    parser, which reads the same bytes, then answers (400...)."""
+
+    def __init__(self, max_body_bytes: int) -> None:
+        self.data = bytearray()
+        self.max_body_bytes = max_body_bytes
+        self.head_end: int | None = None  # where the body begins, once the head has come
+        self.length: int | None = None
+        self.chunked = self.expects = False
+        self.position = 0  # chunked: the next chunk's size line, from the body's start
+        self.total = 0  # chunked: the body's bytes so far
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def feed(self, data: bytes) -> Verdict:
+        searched_from = max(0, len(self.data) - 3)
+        self.data += data
+        if self.head_end is None:
+            end = self.data.find(b"\r\n\r\n", searched_from)
+            if end < 0 or end > MAX_HEAD_BYTES:
+                if len(self.data) > MAX_HEAD_BYTES:
+                    return _refuse(
+                        431, f"request line and headers larger than {MAX_HEAD_BYTES} bytes"
+                    )
+                return WAIT
+            self.head_end = end + 4
+            self.length, self.chunked, self.expects = _framing(bytes(self.data[:end]))
+        body = len(self.data) - self.head_end
+        if self.chunked:
+            return self._chunks()
+        if self.length is None or self.length <= 0:
+            return ARRIVED
+        if self.length > self.max_body_bytes:
+            return _too_large(self.max_body_bytes)
+        if body >= self.length:
+            return ARRIVED
+        return Verdict(expects_continue=self.expects and not body)
+
+    def _chunks(self) -> Verdict:
+        """Walk the chunks from where the last call stopped (RFC 9112, 7.1): arrived at the
+        last chunk and the trailers' end."""
+        assert self.head_end is not None
+        data, start = self.data, self.head_end
+        while True:
+            at = start + self.position
+            line_end = data.find(b"\r\n", at, at + 1024)
+            if line_end < 0:
+                if len(data) - at > 1024:  # no chunk-size line is that long
+                    return ARRIVED
+                return Verdict(expects_continue=self.expects and len(data) == start)
+            size_text = bytes(data[at:line_end]).split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                return ARRIVED  # not chunked as it says: gunicorn's parser answers 400
+            if size == 0:  # trailers, then an empty line
+                rest = data[line_end + 2 :]
+                return ARRIVED if rest.startswith(b"\r\n") or b"\r\n\r\n" in rest else WAIT
+            if self.total + size > self.max_body_bytes:
+                return _too_large(self.max_body_bytes)
+            chunk_end = line_end + 2 + size + 2
+            if chunk_end > len(data):
+                return WAIT  # this chunk is still coming: its size line is read again then
+            self.total += size
+            self.position = chunk_end - start
+
+
+def verdict(data: bytes, *, max_body_bytes: int) -> Verdict:
+    """Whether `data` holds a whole HTTP/1.1 request (Arrival, all at once)."""
+    return Arrival(max_body_bytes).feed(data)
 
 
 def _framing(head: bytes) -> tuple[int | None, bool, bool]:
@@ -96,30 +149,6 @@ def _framing(head: bytes) -> tuple[int | None, bool, bool]:
         elif name == b"expect":
             expects = value == b"100-continue"
     return length, chunked, expects
-
-
-def _chunked(body: memoryview, max_body_bytes: int, expects: bool) -> Verdict:
-    """Walk the chunks (RFC 9112, 7.1): arrived at the last chunk and the trailers' end."""
-    position, total = 0, 0
-    while True:
-        line_end = bytes(body[position : position + 1024]).find(b"\r\n")
-        if line_end < 0:
-            return Verdict(expects_continue=expects and not len(body))
-        size_text = bytes(body[position : position + line_end]).split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            return ARRIVED  # not chunked as it says: gunicorn's parser answers 400
-        position += line_end + 2
-        if size == 0:  # trailers, then an empty line
-            rest = bytes(body[position:])
-            return ARRIVED if rest.startswith(b"\r\n") or b"\r\n\r\n" in rest else WAIT
-        total += size
-        if total > max_body_bytes:
-            return _too_large(max_body_bytes)
-        position += size + 2
-        if position > len(body):
-            return WAIT
 
 
 def _waits(found: Verdict) -> bool:
@@ -278,7 +307,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
     def _await_request(self, conn: TConn) -> None:
         """Read what has come (a kept-alive connection's request, often a new one's too),
         and wait in the loop for the rest, if any."""
-        conn.arriving = bytearray()
+        conn.arriving = Arrival(self.max_body_bytes)
         conn.continue_sent = False
         conn.arrive_by = time.monotonic() + self.read_seconds
         found = self._read_some(conn)
@@ -310,8 +339,8 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
             return None
         if not data:
             return None
-        conn.arriving += data
-        return verdict(conn.arriving, max_body_bytes=self.max_body_bytes)
+        arrival: Arrival = conn.arriving
+        return arrival.feed(data)
 
     def _still_arriving(self, conn: TConn, found: Verdict) -> None:
         if self.buffered > self.buffer_bytes:
@@ -372,14 +401,14 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
     # -- a thread ---------------------------------------------------------------------------------
 
     def handle(self, conn: TConn) -> Any:
-        arrived = getattr(conn, "arriving", None)
+        arrived: Arrival | None = getattr(conn, "arriving", None)
         conn.arriving = None
         conn.sock.read_within(self.read_seconds)
-        if arrived:
+        if arrived is not None and len(arrived):
             conn.data_ready = True
             conn.sock.setblocking(True)
             conn.init()  # the parser, if this connection has none yet
-            conn.parser.unreader.unread(bytes(arrived))
+            conn.parser.unreader.unread(bytes(arrived.data))
         return super().handle(conn)
 
 
