@@ -340,7 +340,11 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         if not data:
             return None
         arrival: Arrival = conn.arriving
-        return arrival.feed(data)
+        try:
+            return arrival.feed(data)
+        except Exception:  # a fault here would end the worker and every connection it holds
+            log.exception("a request's arrival could not be judged: gunicorn's parser reads it")
+            return ARRIVED
 
     def _still_arriving(self, conn: TConn, found: Verdict) -> None:
         if self.buffered > self.buffer_bytes:
