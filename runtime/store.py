@@ -298,7 +298,18 @@ class Store:
         if lock is not None and not lock.acquire(timeout=self.HEALTH_TIMEOUT_SECONDS):
             return "the database is busy: a write lock is held"
         try:
-            with self._probe_engine.connect() as connection:
+            return self._try_a_write()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _try_a_write(self) -> str | None:
+        try:
+            connection = self._probe_engine.connect()
+        except SQLAlchemyError as error:
+            return f"the database cannot be reached: {schema.describe_error(error)}"
+        try:
+            with connection:
                 if self._sqlite:
                     connection.exec_driver_sql("BEGIN IMMEDIATE")
                 else:
@@ -312,9 +323,6 @@ class Store:
                 connection.rollback()
         except SQLAlchemyError as error:
             return f"the database cannot take a write: {schema.describe_error(error)}"
-        finally:
-            if lock is not None:
-                lock.release()
         return None
 
     def _unavailable(self, what: str, error: SQLAlchemyError) -> StoreError:
