@@ -146,8 +146,8 @@ def _register_errors(app: Flask) -> None:
 
 def _read_chunked_body(environ: dict[str, Any], limit: int) -> None:
     """A chunked body (no Content-Length), read whole here, up to `limit`: 413 beyond it.
-    Werkzeug reads such a body only up to the limit and says nothing, so a larger one was cut
-    and answered 200 (issue 18). Read here, it reaches the views with its length."""
+    Under gunicorn's own workers a larger one was cut at the limit and answered 200 (issue
+    18); read here, it reaches the views whole and with its length, under any server."""
     if environ.get("CONTENT_LENGTH") or not environ.get("wsgi.input_terminated"):
         return
     body = environ["wsgi.input"].read(limit + 1)

@@ -218,3 +218,31 @@ def test_a_server_worker_freezes_what_start_up_built(tmp_path: Path) -> None:
         assert gc.get_freeze_count() > 10_000
     finally:
         gc.unfreeze()
+
+
+def test_a_chunked_body_over_the_limit_is_413_under_any_wsgi_server(tmp_path: Path) -> None:
+    """Finding 12: under gunicorn's own workers a chunked body over the limit was cut and
+    answered 200 (tests/security/test_sec_slow_clients.py). `serve` refuses it before the
+    app; the app also reads such a body whole itself, up to the limit, under any server."""
+    import io
+
+    app = make_app(tmp_path, max_request_bytes=1024)
+    app.add_url_rule("/echo", "echo", lambda: str(len(request_data())), methods=["POST"])
+
+    def post(body: bytes) -> Any:
+        return app.test_client().post(
+            "/echo",
+            input_stream=io.BytesIO(body),
+            environ_overrides={"wsgi.input_terminated": True},
+        )
+
+    assert post(b"x" * 1024).get_data(as_text=True) == "1024"
+    refused = post(b"x" * 1025)
+    assert refused.status_code == 413
+    assert refused.json["error"] == "request_entity_too_large"
+
+
+def request_data() -> bytes:
+    from flask import request
+
+    return request.get_data(cache=False)
