@@ -11,6 +11,7 @@ CORS, the request size limit (413), logging without PHI or tokens, GET /healthz 
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import uuid
@@ -24,7 +25,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 import cds_hooks
 import smartapp
 from anastrozole_cds.settings import check_faces, load_settings
-from runtime import __version__, metrics
+from runtime import __version__, metrics, schema
 from runtime.logs import configure_logging
 from runtime.settings import ProductSettings
 from runtime.store import Store
@@ -45,7 +46,11 @@ CORS_ALLOWED_METHODS = "GET, POST, OPTIONS"
 
 
 def create_app(settings: ProductSettings | None = None, *, store: Store | None = None) -> Flask:
-    """The product's WSGI app. Settings default to the environment and the TOML file."""
+    """The product's WSGI app. Settings default to the environment and the TOML file.
+
+    Opens no database connection and never touches the schema of a database others can
+    reach: `serve` or `anastrozole-cds db upgrade` migrates it before (tests:
+    `runtime.schema.upgrade(url)`). Only an in-memory SQLite database is migrated here."""
     settings = settings or load_settings()
     settings.check_audience_base()
     settings.check_issuer_key_files()
@@ -54,6 +59,8 @@ def create_app(settings: ProductSettings | None = None, *, store: Store | None =
     app = Flask("anastrozole_cds", instance_path=str(settings.instance_path.resolve()))
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     store = store or Store(settings.store_location())
+    if store.in_memory:  # nobody else can reach it to migrate it (runtime/schema.py)
+        schema.upgrade(store.engine)
     app.extensions[SETTINGS_EXTENSION] = settings
     app.extensions[STORE_EXTENSION] = store
     _warn_about(settings)
@@ -98,6 +105,7 @@ def _register_errors(app: Flask) -> None:
     @app.before_request
     def _request_id() -> None:
         g.request_id = uuid.uuid4().hex
+        _read_chunked_body(request.environ, app.config["MAX_CONTENT_LENGTH"])
 
     @app.after_request
     def _tag(response: Response) -> Response:
@@ -136,6 +144,20 @@ def _register_errors(app: Flask) -> None:
         )
 
 
+def _read_chunked_body(environ: dict[str, Any], limit: int) -> None:
+    """A chunked body (no Content-Length), read whole here, up to `limit`: 413 beyond it.
+    Under gunicorn's own workers a larger one was cut at the limit and answered 200 (issue
+    18); read here, it reaches the views whole and with its length, under any server."""
+    if environ.get("CONTENT_LENGTH") or not environ.get("wsgi.input_terminated"):
+        return
+    body = environ["wsgi.input"].read(limit + 1)
+    if len(body) > limit:
+        raise RequestEntityTooLarge()
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ.pop("wsgi.input_terminated", None)
+
+
 def _snake(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
@@ -172,14 +194,21 @@ def _register_cors(app: Flask, settings: ProductSettings) -> None:
 def _register_health(app: Flask, settings: ProductSettings, store: Store) -> None:
     @app.get("/healthz")
     def healthz() -> Response:
-        store_ok = store.ping()
-        body = {
-            "status": "ok" if store_ok else "degraded",
+        """Up (this answer) and able to store: the schema is current and a write can be made
+        within a short timeout (Store.health). 503 when it cannot: every call needs the
+        replay cache, and feedback the database, so a balancer should send none here."""
+        health = store.health()
+        body: dict[str, Any] = {
+            "status": "ok" if health.able_to_store else "degraded",
             "version": __version__,
-            "store": store_ok,
+            "up": True,
+            "store": health.able_to_store,
+            "schema": {"current": health.schema.current, "needed": health.schema.head},
             "jwtVerification": not settings.insecure_skip_jwt_verification,
         }
-        return _json(body, 200 if store_ok else 503)
+        if health.problem:
+            body["storeProblem"] = health.problem
+        return _json(body, 200 if health.able_to_store else 503)
 
 
 # -- metrics (Prometheus) -------------------------------------------------------------------------

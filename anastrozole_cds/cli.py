@@ -16,6 +16,7 @@ import click
 import orjson
 
 import cds_hooks.cli
+import runtime.cli
 import sandbox.cli
 import smartapp.cli
 from anastrozole_cds import __version__
@@ -28,7 +29,12 @@ if TYPE_CHECKING:
     from ehr.backend_services import BackendServicesAuth
     from runtime.settings import ProductSettings
 
-AREA_COMMANDS = (*cds_hooks.cli.COMMANDS, *smartapp.cli.COMMANDS, *sandbox.cli.COMMANDS)
+AREA_COMMANDS = (
+    *runtime.cli.COMMANDS,
+    *cds_hooks.cli.COMMANDS,
+    *smartapp.cli.COMMANDS,
+    *sandbox.cli.COMMANDS,
+)
 
 
 def _load_settings(config: Path | None) -> ProductSettings:
@@ -409,7 +415,7 @@ def serve(
 
     settings = product.settings(config)
     try:
-        run_server(settings, host=host, port=port, workers=workers, threads=threads)
+        run_server(settings, host=host, port=port, workers=workers, threads=threads, config=config)
     except ConfigError as error:
         raise click.ClickException(str(error)) from error
 

@@ -30,6 +30,7 @@ from cds_hooks.prefetch import Chart
 from cds_hooks.services import SERVICES
 from cds_hooks.suppression import CallScreen, CardScreen
 from clinical.settings import Settings
+from runtime import schema
 from runtime.acknowledgements import CardEvidenceLog
 from runtime.card_settings import CardSettings, read_card_settings
 from runtime.store import FeedbackRecord, Store
@@ -86,6 +87,7 @@ class Service:
 
     def __init__(self, cards: CardSettings) -> None:
         self.store = Store("sqlite://")
+        schema.upgrade(self.store.engine)  # an in-memory database: migrated here, as the app does
         self.log = CardEvidenceLog(self.store, b"m" * 32, cards)
         self.screen = CardScreen(self.log, cards, BurdenMetrics.create(None))
 

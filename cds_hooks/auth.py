@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterable
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 ALLOWED_ALGORITHMS = ("ES384", "RS384")
 _JWKS_FETCH_TIMEOUT = (1.0, 2.0)
 _MIN_REFRESH_SECONDS = 30.0  # an unknown kid refetches a key set at most this often
+# iat, exp, nbf ten years or more from now are no real token's times (the lifetime check then
+# says what is wrong with those that are merely long)
+_PLAUSIBLE_SECONDS = 10 * 365 * 86_400.0
 
 
 # Why a JWT was refused, as a fixed class: what /metrics counts (never the token or reason).
@@ -61,6 +65,7 @@ Refusal = Literal[
     "claim_invalid",
     "replay",
     "replay_cache_unavailable",
+    "tenant_not_allowed",
 ]
 REFUSALS: tuple[Refusal, ...] = get_args(Refusal)
 
@@ -85,7 +90,16 @@ class Caller:
     issuer: str | None
     fhir_servers: frozenset[str]
     verified: bool = True
-    tenant: str | None = None
+    tenant: str | None = None  # the JWT's tenant claim (checked when the issuer lists them)
+    tenant_listed: bool = False  # the issuer lists its tenants, and this is one of them
+
+    @property
+    def tenant_label(self) -> str:
+        """The tenant as /metrics names it: only a listed one by its name (the labels stay a
+        fixed set), "unlisted" for an issuer that lists none, "none" without the claim."""
+        if self.tenant is None:
+            return "none"
+        return self.tenant if self.tenant_listed else "unlisted"
 
     def may_use_fhir_server(self, url: str) -> bool:
         return self.registered_fhir_server(url) is not None
@@ -104,37 +118,86 @@ class Caller:
 
 @dataclass
 class _CachedKeys:
-    keys: KeySet
-    loaded_at: float
+    keys: KeySet | None  # None until a load has succeeded
+    loaded_at: float = 0.0
     source_stamp: float | None = None  # file modification time
+    failed_at: float | None = None  # the last load failed then (negative cache)
+    loading: threading.Event | None = None  # set when the load in flight ends (single flight)
 
 
 @dataclass
 class KeySetCache:
-    """Key sets by location (URL or file), cached; an unknown kid may trigger one refresh."""
+    """Key sets by location (URL or file), cached; an unknown kid may trigger one refresh.
+
+    One load at a time per location (single flight): the others use the keys held, or wait
+    for that load when none are held yet. A failed load is remembered for
+    `failure_seconds`: meanwhile no request fetches again, and each is answered at once
+    (with the keys held before, if any). A failing JWKS URL was fetched by every request, and
+    slow failures held every thread, /healthz's too (issue 18, finding 10)."""
 
     ttl_seconds: float
     session: requests.Session = field(default_factory=requests.Session)
+    failure_seconds: float = 30.0  # jwks_failure_cache_seconds
     _cache: dict[str, _CachedKeys] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def keys(self, location: str, *, is_file: bool, refresh: bool = False) -> KeySet:
-        with self._lock:
-            cached = self._cache.get(location)
         now = time.monotonic()
-        if cached is not None:
-            stale = now - cached.loaded_at > self.ttl_seconds
-            if is_file:
-                stale = stale or _mtime(location) != cached.source_stamp
-            may_refresh = refresh and now - cached.loaded_at > _MIN_REFRESH_SECONDS
-            if not stale and not may_refresh:
-                return cached.keys
-        loaded = self._load(location, is_file=is_file)
         with self._lock:
-            self._cache[location] = loaded
-        return loaded.keys
+            entry = self._cache.setdefault(location, _CachedKeys(None))
+            if entry.keys is not None and not self._wants_load(
+                entry, location, is_file, refresh, now
+            ):
+                return entry.keys
+            if entry.failed_at is not None and now - entry.failed_at < self.failure_seconds:
+                return self._held(entry)
+            in_flight = entry.loading
+            if in_flight is None:
+                entry.loading = threading.Event()
+            elif entry.keys is not None:
+                return entry.keys  # another request is loading: the ones held meanwhile
+        if in_flight is not None:  # the first load of this key set: wait for it
+            in_flight.wait(_JWKS_FETCH_TIMEOUT[0] + _JWKS_FETCH_TIMEOUT[1])
+            with self._lock:
+                return self._held(entry)
+        return self._load_once(entry, location, is_file)
 
-    def _load(self, location: str, *, is_file: bool) -> _CachedKeys:
+    def _wants_load(
+        self, entry: _CachedKeys, location: str, is_file: bool, refresh: bool, now: float
+    ) -> bool:
+        stale = now - entry.loaded_at > self.ttl_seconds
+        if is_file:
+            stale = stale or _mtime(location) != entry.source_stamp
+        return stale or (refresh and now - entry.loaded_at > _MIN_REFRESH_SECONDS)
+
+    def _load_once(self, entry: _CachedKeys, location: str, is_file: bool) -> KeySet:
+        try:
+            loaded = self._load(location, is_file=is_file)
+        except AuthError:
+            with self._lock:
+                entry.failed_at = time.monotonic()
+                self._done_loading(entry)
+                return self._held(entry)
+        with self._lock:
+            entry.keys, entry.loaded_at, entry.source_stamp = loaded
+            entry.failed_at = None
+            self._done_loading(entry)
+            return loaded[0]
+
+    def _held(self, entry: _CachedKeys) -> KeySet:
+        """The keys held for a location while they have not expired (an unknown kid's refresh
+        failed: they are still good), or AuthError: none, or too old to trust."""
+        if entry.keys is None or time.monotonic() - entry.loaded_at > self.ttl_seconds:
+            raise AuthError("issuer key set unavailable", "keys_unavailable")
+        return entry.keys
+
+    @staticmethod
+    def _done_loading(entry: _CachedKeys) -> None:
+        if entry.loading is not None:
+            entry.loading.set()
+            entry.loading = None
+
+    def _load(self, location: str, *, is_file: bool) -> tuple[KeySet, float, float | None]:
         try:
             if is_file:
                 stamp = _mtime(location)
@@ -155,12 +218,13 @@ class KeySetCache:
             JoseError,
             ValueError,
             TypeError,
+            AuthError,
         ):
             log.error(
                 "JWKS for an issuer could not be loaded from %s", "a file" if is_file else "its URL"
             )
             raise AuthError("issuer key set unavailable", "keys_unavailable") from None
-        return _CachedKeys(keys, time.monotonic(), stamp)
+        return keys, time.monotonic(), stamp
 
 
 def _mtime(location: str) -> float | None:
@@ -179,7 +243,9 @@ class JwtVerifier:
         self.settings = settings
         self.store = store
         self.key_sets = KeySetCache(
-            float(settings.jwks_cache_seconds), session or requests.Session()
+            float(settings.jwks_cache_seconds),
+            session or requests.Session(),
+            failure_seconds=float(settings.jwks_failure_cache_seconds),
         )
 
     def verify(self, authorization: str | None, audiences: Iterable[str]) -> Caller:
@@ -217,22 +283,21 @@ class JwtVerifier:
             ) from None
 
         self._check_claims(verified.claims, issuer, audiences)
+        tenant = _tenant(verified.claims.get("tenant"), issuer)
         expires = datetime.fromtimestamp(
             float(verified.claims["exp"]) + self.settings.jwt_leeway_seconds, UTC
         )
         try:
             fresh = self.store.remember_jti(issuer.iss, str(verified.claims["jti"]), expires)
-        except StoreError:
-            raise AuthError(
-                "replay cache unavailable, try again", "replay_cache_unavailable", status=503
-            ) from None
+        except StoreError as error:  # says why: the database is down, or its schema is old
+            raise AuthError(str(error), "replay_cache_unavailable", status=503) from None
         if not fresh:
             raise AuthError("JWT jti was already used (replay)", "replay")
-        tenant = verified.claims.get("tenant")
         return Caller(
             issuer.iss,
             self.settings.fhir_servers_for(issuer.iss),
-            tenant=tenant if isinstance(tenant, str) else None,
+            tenant=tenant,
+            tenant_listed=bool(issuer.tenants),
         )
 
     def _key(self, location: str, is_file: bool, kid: str) -> Any:
@@ -268,12 +333,42 @@ class JwtVerifier:
             raise AuthError(f"JWT claim missing: {error.claim}", "claim_missing") from None
         except ClaimError as error:
             raise AuthError(*_claim_problem(error.claim)) from None
-        lifetime = float(claims["exp"]) - time.time()
-        if lifetime > self.settings.jwt_max_lifetime_seconds + self.settings.jwt_leeway_seconds:
+        self._check_times(claims)
+
+    def _check_times(self, claims: dict[str, Any]) -> None:
+        """`iat`, `exp` and `nbf` as times a real token has: finite numbers, and a lifetime
+        (from `iat`, and from now) within jwt_max_lifetime_seconds. `iat=-1e30` passed the
+        registry's checks (it is not in the future) and made no lifetime (issue 18)."""
+        longest = self.settings.jwt_max_lifetime_seconds + self.settings.jwt_leeway_seconds
+        now = time.time()
+        for name in ("iat", "exp", "nbf"):
+            value = claims.get(name)
+            if value is None and name == "nbf":
+                continue
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or abs(value - now) > _PLAUSIBLE_SECONDS
+            ):
+                raise AuthError(f"JWT {name} is not a plausible time", "claim_invalid")
+        exp, iat = float(claims["exp"]), float(claims["iat"])
+        if exp - now > longest or exp - iat > longest:
             raise AuthError(
                 f"JWT lifetime exceeds {self.settings.jwt_max_lifetime_seconds} seconds",
                 "lifetime_too_long",
             )
+
+
+TENANT_CHARS = 200  # cds_feedback.tenant
+
+
+def _tenant(claim: Any, issuer: IssuerConfig) -> str | None:
+    """The caller's tenant; AuthError when the issuer lists its tenants and this is not one."""
+    tenant = claim if isinstance(claim, str) and claim else None
+    if issuer.tenants and tenant not in issuer.tenants:
+        raise AuthError("JWT tenant is not one this issuer may send", "tenant_not_allowed")
+    return tenant[:TENANT_CHARS] if tenant else None
 
 
 def _claim_problem(claim: str) -> tuple[str, Refusal]:

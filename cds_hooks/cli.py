@@ -67,7 +67,7 @@ def report(
         raise click.BadParameter(f"not an ISO date: {since!r}", param_hint="--since") from None
     settings = product.settings(config)
     start = datetime(first.year, first.month, first.day, tzinfo=UTC)
-    store = Store(settings.store_location(), create_schema=False)
+    store = Store(settings.store_location())
     try:
         built = build_report(first, card_counts(store.engine, start), answers(store.engine, start))
     except DBAPIError as error:

@@ -9,6 +9,7 @@ workers' shared files under `serve` (runtime/metrics.py).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,8 @@ from runtime.metrics import registry_for
 
 if TYPE_CHECKING:
     from cds_hooks.auth import Refusal
+
+log = logging.getLogger(__name__)
 
 EXTENSION = "cds_hooks.metrics"
 UNKNOWN = "unknown"
@@ -37,6 +40,8 @@ class Metrics:
     data_gaps: Counter
     jwt_refusals: Counter
     feedback: Counter
+    tenant_requests: Counter
+    tenant_feedback: Counter
     # Each metric's children by label values: a dict lookup instead of prometheus-client's
     # locked, validating `labels()` on every call. Bounded: label values come from fixed sets.
     _children: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
@@ -82,6 +87,19 @@ class Metrics:
                 ("service", "outcome"),
                 registry=registry,
             ),
+            tenant_requests=Counter(
+                f"{prefix}_tenant_requests",
+                "Calls and feedback with a verified JWT, by its tenant (a listed one; "
+                '"unlisted" when its issuer lists none; "none" without the claim).',
+                ("tenant",),
+                registry=registry,
+            ),
+            tenant_feedback=Counter(
+                f"{prefix}_tenant_feedback",
+                "Feedback items received, by service and tenant (named as in tenant_requests).",
+                ("service", "tenant"),
+                registry=registry,
+            ),
         )
 
     # -- recording (on the hot path: a dict lookup and an increment each) ----------------------
@@ -103,12 +121,45 @@ class Metrics:
     def count_feedback(self, service_id: str, outcome: str) -> None:
         self._child(self.feedback, service_id, outcome).inc()
 
+    def count_tenant_request(self, tenant: str) -> None:
+        """`tenant`: Caller.tenant_label, a listed tenant or "unlisted" or "none"."""
+        self._child(self.tenant_requests, tenant).inc()
+
+    def count_tenant_feedback(self, service_id: str, tenant: str) -> None:
+        self._child(self.tenant_feedback, service_id, tenant).inc()
+
     def _child(self, metric: Counter | Histogram, *label_values: str) -> Any:
-        key = (id(metric), *label_values)
-        child = self._children.get(key)
-        if child is None:  # two threads may both get here: labels() gives both the same child
-            child = self._children[key] = metric.labels(*label_values)
-        return child
+        return _labelled(self._children, metric, label_values)
+
+
+def _labelled(
+    children: dict[tuple[Any, ...], Any], metric: Counter | Histogram, label_values: tuple[str, ...]
+) -> Any:
+    """The metric's child for these label values, made once (a dict lookup after that);
+    one that cannot be made (its values file, on a full disk) counts nothing."""
+    key = (id(metric), *label_values)
+    child = children.get(key)
+    if child is None:  # two threads may both get here: labels() gives both the same child
+        try:
+            child = metric.labels(*label_values)
+        except OSError as error:
+            log.error("a metric is not counted: %s", error.strerror or error)
+            return _NOT_COUNTED
+        children[key] = child
+    return child
+
+
+class _NotCounted:
+    """A metric that could not be made: counting it does nothing (the call is answered)."""
+
+    def inc(self, amount: float = 1) -> None:
+        return None
+
+    def observe(self, amount: float) -> None:
+        return None
+
+
+_NOT_COUNTED = _NotCounted()
 
 
 def metrics_for(app: Flask) -> Metrics:
@@ -174,11 +225,7 @@ class BurdenMetrics:
             self._child(self.comments, service_id, rule_id).inc()
 
     def _child(self, metric: Counter, *label_values: str) -> Any:
-        key = (id(metric), *label_values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*label_values)
-        return child
+        return _labelled(self._children, metric, label_values)
 
 
 def burden_metrics_for(app: Flask) -> BurdenMetrics:

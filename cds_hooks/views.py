@@ -70,6 +70,7 @@ def init_app(
         connect_timeout=settings.fhir_connect_timeout_seconds,
         read_timeout=settings.fhir_read_timeout_seconds,
         max_pages=settings.fhir_max_pages,
+        max_call_bytes=settings.fhir_max_bytes_per_call,
         max_workers=settings.fhir_max_parallel,
     )
 
@@ -121,15 +122,19 @@ def base_url(settings: ProductSettings) -> str:
 # -- errors raised by the views --------------------------------------------------------------------
 
 
+# A 401 says only that the token was not accepted: why (its class in /metrics, its words in
+# the log) would tell whoever holds a stolen or forged token what to change.
+NOT_ACCEPTED = "the JWT in the Authorization header was not accepted"
+
+
 @blueprint.errorhandler(AuthError)
 def _unauthorized(error: AuthError) -> Response:
-    log.warning("CDS call refused (%d): %s", error.status, error.reason)
+    log.warning("CDS call refused (%d, %s): %s", error.status, error.refusal, error.reason)
     _runtime().metrics.count_jwt_refusal(error.refusal)
-    response = error_response(
-        error.status, "unauthorized" if error.status == 401 else "unavailable", error.reason
-    )
-    if error.status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    if error.status != 401:  # the service's own trouble (the replay cache): say what it is
+        return error_response(error.status, "unavailable", error.reason)
+    response = error_response(401, "unauthorized", NOT_ACCEPTED)
+    response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     return response
 
 
@@ -171,7 +176,10 @@ def _not_found(_error: _NotFound) -> Response:
 
 
 def _caller(*audiences: str) -> Caller:
-    return _runtime().verifier.verify(request.headers.get("Authorization"), audiences)
+    runtime = _runtime()
+    caller = runtime.verifier.verify(request.headers.get("Authorization"), audiences)
+    runtime.metrics.count_tenant_request(caller.tenant_label)
+    return caller
 
 
 # -- discovery ------------------------------------------------------------------------------------
@@ -324,9 +332,10 @@ def feedback(service_id: str) -> Response:
         )
         for item in body.feedback
     ]
-    stored = runtime.store.record_feedback(records, issuer=caller.issuer)
+    stored = runtime.store.record_feedback(records, issuer=caller.issuer, tenant=caller.tenant)
     for record in records:
         runtime.metrics.count_feedback(service.id, record.outcome)
+        runtime.metrics.count_tenant_feedback(service.id, caller.tenant_label)
     runtime.screen.count_answers(service.id, records)  # by rule and reason, for /metrics
     log.info("%s: %d feedback items stored", service.id, stored)
     return json_response({"received": stored})

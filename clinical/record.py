@@ -306,7 +306,11 @@ class PatientRecord:
         if not starts:
             return None
         start = min(starts)
-        earlier = [c for c in self.courses(drug) if c.start is not None and c not in running]
+        earlier = [
+            c
+            for c in self.courses(drug)
+            if c.start is not None and not (c.is_current(self.as_of) and not c.is_draft)
+        ]
         for course in sorted(earlier, key=lambda c: c.start or start, reverse=True):
             if course.start is None or course.start >= start:
                 continue

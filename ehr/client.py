@@ -112,6 +112,8 @@ class ClientLimits:
     max_retries: int = 2
     max_workers: int = 8
     max_response_bytes: int = 16 * 1024 * 1024
+    # All the queries of one call (fetch_all, get) together: what a call may hold in memory.
+    max_call_bytes: int = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +151,28 @@ class _Progress:
     pages: int = 0
 
 
+class _ByteBudget:
+    """The bytes all the queries of one call may still read (ClientLimits.max_call_bytes)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._left = limit
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> None:
+        with self._lock:
+            if size > self._left:
+                raise _Fault(
+                    f"response too large: more than {self.limit} bytes for one call", "bad_response"
+                )
+            self._left -= size
+
+    def give_back(self, size: int) -> None:
+        """A page dropped half-read: its bytes are not kept, the other queries may use them."""
+        with self._lock:
+            self._left += size
+
+
 class _Stop:
     """Ends the queries of one call at its deadline: once `abandon` has run no request starts
     (so no token is sent after the call has ended), and the sockets of requests in flight are
@@ -156,8 +180,9 @@ class _Stop:
     read timeout alone does not bound a query: it is per read, and a byte every second
     resets it."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: _ByteBudget | None = None) -> None:
         self.lock = threading.Lock()
+        self.budget = budget  # the call's bytes, shared by its queries
         self._abandoned = False
         self._live: dict[int, HTTPConnection] = {}  # by thread: one request at a time each
 
@@ -312,7 +337,7 @@ class FhirClient:
         if not queries:
             return {}
         progress = {key: _Progress() for key in queries}
-        stop = _Stop()
+        stop = _Stop(_ByteBudget(self.limits.max_call_bytes))
         workers = max(1, min(len(queries), self.limits.max_workers))
         executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fhir-query")
         futures: dict[Future[QueryResult], str] = {
@@ -332,7 +357,7 @@ class FhirClient:
     def get(self, path: str, *, deadline_seconds: float, key: str | None = None) -> QueryResult:
         """One read or search (following `next` links), within its own deadline: a request
         still running at the deadline is cut off."""
-        stop = _Stop()
+        stop = _Stop(_ByteBudget(self.limits.max_call_bytes))
         timer = threading.Timer(max(0.0, deadline_seconds), stop.abandon)
         timer.daemon = True
         timer.start()
@@ -477,17 +502,26 @@ class FhirClient:
 
     def _read_body(self, response: requests.Response, deadline: Deadline, stop: _Stop) -> bytes:
         chunks: list[bytes] = []
-        size = 0
+        size = taken = 0
         try:
             for chunk in response.iter_content(chunk_size=64 * 1024):
                 size += len(chunk)
                 if size > self.limits.max_response_bytes:
                     raise _Fault("response too large", "bad_response")
+                if stop.budget is not None:
+                    stop.budget.take(len(chunk))
+                    taken += len(chunk)
                 if deadline.expired:
                     raise _Fault("deadline exceeded", "timeout")
                 chunks.append(chunk)
         except requests.RequestException as error:
+            if stop.budget is not None:
+                stop.budget.give_back(taken)
             raise _request_fault(error, stop, reading=True) from None
+        except _Fault:
+            if stop.budget is not None:
+                stop.budget.give_back(taken)
+            raise
         return b"".join(chunks)
 
 

@@ -48,7 +48,7 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from clinical.finding import Severity
 from clinical.reader import iter_resources
@@ -243,14 +243,7 @@ class CardEvidenceLog:
         self._pending: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._flusher: threading.Thread | None = None
-        self._stopping = threading.Event()
-        self._create_table()
-
-    def _create_table(self) -> None:
-        try:
-            metadata.create_all(self.engine, tables=[card_evidence_table])
-        except (IntegrityError, OperationalError):  # another worker created it at that moment
-            metadata.create_all(self.engine, tables=[card_evidence_table])
+        self._stopping = threading.Event()  # the table is migration 0003's (runtime/schema.py)
 
     def patient(self, patient_id: str) -> str:
         return patient_key(self._key, patient_id)
@@ -365,8 +358,9 @@ class CardEvidenceLog:
 
 
 def _answers() -> Select[Any]:
-    """Answers joined to the rules of the cards they answer: only from the EHR that was shown
-    the card. The comment's text is never read, only whether there was one."""
+    """Answers joined to the rules of the cards they answer: only from the EHR (issuer and
+    tenant) that was shown the card. The comment's text is never read, only whether there
+    was one."""
     m, f = card_evidence_table.c, feedback_table.c
     return (
         select(
@@ -386,7 +380,11 @@ def _answers() -> Select[Any]:
             f.received_at,
         )
         .join(feedback_table, f.card_uuid == m.card_uuid)
-        .where(m.shown.is_(True), func.coalesce(f.issuer, "") == func.coalesce(m.issuer, ""))
+        .where(
+            m.shown.is_(True),
+            func.coalesce(f.issuer, "") == func.coalesce(m.issuer, ""),
+            func.coalesce(f.tenant, "") == func.coalesce(m.tenant, ""),
+        )
     )
 
 

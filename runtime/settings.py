@@ -62,6 +62,10 @@ class IssuerConfig(BaseModel):
     jwks_file: Path | None = None
     allowed_jku: tuple[str, ...] = ()  # jku header values accepted besides jwks_url
     fhir_servers: tuple[str, ...] = ()  # fhirServer values this issuer may send a token for
+    # The JWT `tenant` claims (CDS Hooks 2.0: the organisation calling) this issuer may send;
+    # when listed, a token with another tenant, or none, is refused. Feedback is stored, and
+    # calls are counted in /metrics, by tenant.
+    tenants: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _one_key_source(self) -> IssuerConfig:
@@ -94,14 +98,24 @@ class ProductSettings(BaseSettings):
     public_base_url: str | None = None
     instance_path: Path = Path("instance")
     store_url: str | None = None  # default: SQLite file in instance_path
+    # `serve` upgrades the schema before its workers start; off: it refuses to start until
+    # `anastrozole-cds db upgrade` has been run (docs/operations.md, "The schema").
+    store_upgrade_on_start: bool = True
 
     # Trust
     issuers: tuple[IssuerConfig, ...] = ()
+    # Hosts that FHIR servers, JWKS and SMART issuers may be reached on over plain http
+    # (development only: a token or key set sent in clear can be read or changed on the way).
+    # Loopback never leaves the machine; every other host needs https.
+    plain_http_hosts: tuple[str, ...] = ("127.0.0.1", "::1", "localhost")
     allowed_fhir_servers: tuple[str, ...] = ()  # any trusted issuer may name these
     insecure_skip_jwt_verification: bool = False  # development only; logged loudly
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
     jwt_max_lifetime_seconds: int = Field(default=3600, ge=60)
     jwks_cache_seconds: int = Field(default=3600, ge=0)
+    # A JWKS URL that failed is not fetched again for this long: calls are refused at once
+    # meanwhile, instead of each fetching it (and waiting) again.
+    jwks_failure_cache_seconds: float = Field(default=30.0, ge=0, le=3600)
     discovery_requires_jwt: bool = False
 
     # Fetching from the EHR's FHIR server
@@ -109,11 +123,20 @@ class ProductSettings(BaseSettings):
     fhir_connect_timeout_seconds: float = Field(default=1.0, gt=0)
     fhir_read_timeout_seconds: float = Field(default=2.0, gt=0)
     fhir_max_pages: int = Field(default=5, ge=1)
+    # All that one call (or one SMART page) reads from the FHIR server: past it the queries
+    # stop and the data is marked incomplete on the cards (a server sending 15 MB pages took
+    # a worker from 74 MB to 740 MB for one call).
+    fhir_max_bytes_per_call: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
     # 16: the 13 prefetch queries all go out at once, one FHIR round trip (docs/performance.md)
     fhir_max_parallel: int = Field(default=16, ge=1, le=32)
 
     # HTTP
     max_request_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # `serve`: a request (head and body) must have arrived within this time (else 408), and a
+    # worker holds at most this many bytes of requests still arriving (else 503): a slow
+    # client costs a socket, never a thread (docs/operations.md, "The front").
+    request_read_seconds: float = Field(default=10.0, gt=0, le=300)
+    request_buffer_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
     cors_allowed_origins: tuple[str, ...] = ("*",)
 
     # Cards
@@ -161,6 +184,10 @@ class ProductSettings(BaseSettings):
         names = [issuer.iss for issuer in self.issuers]
         if len(names) != len(set(names)):
             raise ValueError("an issuer is listed twice")
+        for name, url in self._urls_reached():
+            problem = self.plain_http_problem(url)
+            if problem:
+                raise SettingError(name, problem)
         self.clinical_settings()  # unknown or malformed clinical keys fail at start-up
         try:
             read_card_settings(self.cards)
@@ -181,6 +208,27 @@ class ProductSettings(BaseSettings):
         if settings_cls.model_config.get("toml_file"):
             sources.append(TomlConfigSettingsSource(settings_cls))
         return tuple(sources)
+
+    def _urls_reached(self) -> list[tuple[str, str]]:
+        """The URLs the service sends tokens to or takes keys from, by setting name."""
+        urls = [("allowed_fhir_servers", url) for url in self.allowed_fhir_servers]
+        for n, issuer in enumerate(self.issuers):
+            urls += [(f"issuers.{n}.fhir_servers", url) for url in issuer.fhir_servers]
+            urls += [(f"issuers.{n}.allowed_jku", url) for url in issuer.allowed_jku]
+            if issuer.jwks_url:
+                urls.append((f"issuers.{n}.jwks_url", issuer.jwks_url))
+        return urls
+
+    def plain_http_problem(self, url: str) -> str | None:
+        """Why `url` may not be used: plain http to a host not in plain_http_hosts."""
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").lower()
+        if parts.scheme.lower() != "http" or host in {h.lower() for h in self.plain_http_hosts}:
+            return None
+        return (
+            f"{url} is plain http: use https, or add {host} to plain_http_hosts "
+            "(development only: tokens would cross the network in clear)"
+        )
 
     # -- derived values ---------------------------------------------------------------------
 

@@ -23,10 +23,16 @@ __all__ = ["check_key_files", "init_app", "load_settings"]
 
 def load_settings(settings: ProductSettings) -> SmartSettings:
     """The SMART app's settings: its ANASTROZOLE_CDS_SMART_* variables, then the product's
-    `[smart]` table. SmartSettingsError, naming the setting, when one is wrong."""
-    from smartapp.config import load_smart_settings
+    `[smart]` table. SmartSettingsError, naming the setting, when one is wrong (an issuer on
+    plain http too, unless its host is in the product's plain_http_hosts)."""
+    from smartapp.config import SmartSettingsError, load_smart_settings, setting_name
 
-    return load_smart_settings(settings.smart)
+    smart = load_smart_settings(settings.smart)
+    for issuer in smart.allowed_issuers:  # the launch's FHIR base gets the EHR's token
+        problem = settings.plain_http_problem(issuer)
+        if problem:
+            raise SmartSettingsError(f"{setting_name('allowed_issuers')}: {problem}")
+    return smart
 
 
 def check_key_files(settings: ProductSettings, smart: SmartSettings) -> None:
@@ -63,7 +69,6 @@ def init_app(
     from ehr.keys import load_signing_key
     from runtime.acknowledgements import CardEvidenceLog, patient_key_secret
     from runtime.card_settings import read_card_settings
-    from runtime.store import Store
     from smartapp.discovery import Discovery
     from smartapp.flow import SmartRuntime
     from smartapp.oauth import SmartOAuthClient
@@ -71,7 +76,7 @@ def init_app(
     from smartapp.views import EXTENSION, blueprint
 
     smart = smart_settings or load_settings(settings)
-    store = store or app.extensions.get("runtime.store") or Store(settings.store_location())
+    store = store or app.extensions.get("runtime.store") or _own_store(settings)
     signing_key = (
         load_signing_key(smart.private_key_file)
         if smart.client_auth == "private_key_jwt" and smart.private_key_file
@@ -98,6 +103,7 @@ def init_app(
             connect_timeout=settings.fhir_connect_timeout_seconds,
             read_timeout=max(settings.fhir_read_timeout_seconds, 5.0),
             max_pages=settings.fhir_max_pages,
+            max_call_bytes=settings.fhir_max_bytes_per_call,
             max_workers=settings.fhir_max_parallel,
         ),
         clinical=settings.clinical_settings(),
@@ -105,6 +111,18 @@ def init_app(
     )
     if blueprint.name not in app.blueprints:
         app.register_blueprint(blueprint)
+
+
+def _own_store(settings: ProductSettings) -> Store:
+    """A store for an app that has none: an in-memory database is migrated here (nobody else
+    can reach it); any other was migrated before start-up (runtime/schema.py)."""
+    from runtime import schema
+    from runtime.store import Store
+
+    store = Store(settings.store_location())
+    if store.in_memory:
+        schema.upgrade(store.engine)
+    return store
 
 
 def _cipher_for(settings: ProductSettings, smart: SmartSettings) -> TokenCipher:

@@ -28,6 +28,8 @@ class Problem(StrEnum):
     SIGN_OUT_REFUSED = "sign-out-refused"
     NOT_FOUND = "not-found"
     INTERNAL = "internal"
+    LAUNCH_TOO_LONG = "launch-too-long"
+    TOO_MANY_LAUNCHES = "too-many-launches"
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,21 @@ PAGES: dict[Problem, ProblemPage] = {
         "The app failed while preparing this page. The error was logged.",
         "Try again. If it keeps happening, tell your EHR administrator and quote the "
         "reference below.",
+    ),
+    Problem.LAUNCH_TOO_LONG: ProblemPage(
+        400,
+        "The EHR's launch could not be used",
+        "The EHR opened the app with a launch value far longer than any EHR sends, so the "
+        "app did not start the sign-in.",
+        "Open the app again from the patient's chart. If it keeps happening, tell your EHR "
+        "administrator.",
+    ),
+    Problem.TOO_MANY_LAUNCHES: ProblemPage(
+        503,
+        "The app cannot start another sign-in now",
+        "Too many sign-ins to the app are in progress on this site at the moment, so this "
+        "one was not started.",
+        "Try again in a few minutes. If it keeps happening, tell your EHR administrator.",
     ),
 }
 

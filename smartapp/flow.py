@@ -33,7 +33,15 @@ from smartapp.oauth import (
     unverified_issuer,
     validate_id_token,
 )
-from smartapp.tokens import PendingLaunch, SmartSession, TokenStore, new_secret, utc_now
+from smartapp.tokens import (
+    MAX_LAUNCH_VALUE_CHARS,
+    MAX_PENDING_LAUNCHES,
+    PendingLaunch,
+    SmartSession,
+    TokenStore,
+    new_secret,
+    utc_now,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +95,19 @@ def begin_launch(
     if not runtime.smart.allows(iss):
         log.warning("launch refused: issuer not in the allowlist")
         raise AppError(Problem.UNKNOWN_ISSUER, f"issuer {iss}")
+    if launch and len(launch) > MAX_LAUNCH_VALUE_CHARS:
+        log.warning("launch refused: a launch value of %d characters", len(launch))
+        raise AppError(Problem.LAUNCH_TOO_LONG, f"more than {MAX_LAUNCH_VALUE_CHARS} characters")
     try:
         config = runtime.discovery.configuration(iss)
     except DiscoveryError as error:
         raise AppError(Problem.DISCOVERY_FAILED, error.reason) from None
     if config.refuses_s256:
         raise AppError(Problem.EHR_UNSUITABLE, "the EHR does not offer PKCE S256")
+    for endpoint in (config.authorization_endpoint, config.token_endpoint, config.jwks_uri):
+        if endpoint and runtime.product.plain_http_problem(endpoint):
+            log.warning("launch refused: the EHR's sign-in service is on plain http")
+            raise AppError(Problem.EHR_UNSUITABLE, "the EHR's sign-in service is not on https")
     methods = config.token_endpoint_auth_methods
     if (
         runtime.oauth.auth_method == "private_key_jwt"
@@ -116,7 +131,9 @@ def begin_launch(
         expires_at=now + LAUNCH_LIFETIME,
     )
     runtime.tokens.purge_expired(now)
-    runtime.tokens.save_launch(pending)
+    if not runtime.tokens.save_launch(pending):
+        log.error("launch refused: %d launches are pending already", MAX_PENDING_LAUNCHES)
+        raise AppError(Problem.TOO_MANY_LAUNCHES)
     log.info(
         "%s launch: redirecting to the EHR's authorize endpoint (%s scopes)",
         "EHR" if pending.launch else "standalone",
@@ -148,7 +165,9 @@ def complete_launch(
     now: datetime,
 ) -> SmartSession:
     """The callback: the state is this browser's, the code becomes tokens, kept here."""
-    pending = runtime.tokens.take_launch(state, now) if state else None
+    # only this browser's launch is taken: another browser opening the callback URL (a link
+    # sent to it) leaves the launch for the browser that started it
+    pending = runtime.tokens.take_launch(state, browser, now) if state and browser else None
     # SMART: the state is checked for any request to the redirect URL, an error answer too;
     # anyone can send a browser there, with any text in `error`.
     if (

@@ -1,7 +1,7 @@
 """Server-side state of the SMART app: launches in progress and signed-in sessions.
 
 The browser holds only a random cookie; tokens stay here, in the product's database (the
-same engine as `runtime.store`, tables of our own), sealed with `TokenCipher`. The
+same engine as `runtime.store`, tables of our own, created by its migrations), sealed with `TokenCipher`. The
 cookie is stored hashed, so a copy of the database does not let anyone into a session, nor
 read a token without the key. A launch is used once: the callback takes it out of the table.
 """
@@ -30,15 +30,24 @@ from sqlalchemy import (
     Text,
     and_,
     delete,
+    func,
     insert,
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from smartapp.token_cipher import TokenCipher
 
 log = logging.getLogger(__name__)
+
+# Launches are written before anyone signs in (issue 18: 3,000 rows of up to 3.7 KB in 11 s).
+# A browser rarely has more than a few launches in flight (one per tab); an abandoned one
+# lasts LAUNCH_LIFETIME (10 minutes). 5,000 pending launches is far above what clinicians
+# start in 10 minutes at a large site, and at most about 20 MB of rows.
+MAX_LAUNCHES_PER_BROWSER = 10
+MAX_PENDING_LAUNCHES = 5000
+MAX_LAUNCH_VALUE_CHARS = 2048  # the EHR's opaque `launch`; real ones are far shorter
 
 metadata = MetaData()
 
@@ -46,7 +55,7 @@ launch_table = Table(
     "smart_launch",
     metadata,
     Column("state", String(128), primary_key=True),
-    Column("browser", String(64), nullable=False),  # sha256 of the browser cookie
+    Column("browser", String(64), nullable=False, index=True),  # sha256 of the browser cookie
     Column("iss", String(1000), nullable=False),
     Column("launch", Text, nullable=True),  # the EHR's launch value; None for standalone
     Column("code_verifier", String(128), nullable=True),
@@ -63,7 +72,7 @@ session_table = Table(
     "smart_session",
     metadata,
     Column("handle", String(64), primary_key=True),
-    Column("browser", String(64), nullable=False),
+    Column("browser", String(64), nullable=False, index=True),
     Column("iss", String(1000), nullable=False),
     Column("token_endpoint", String(1000), nullable=False),
     Column("access_token", Text, nullable=False),  # sealed (Fernet), as the refresh token
@@ -156,32 +165,58 @@ class SmartSession:
 
 
 class TokenStore:
-    """Launches and sessions in SQL tables, tokens sealed. Thread-safe; one per app."""
+    """Launches and sessions in SQL tables, tokens sealed. Thread-safe; one per app. The
+    tables are the schema's (runtime/migrations): this class never creates or alters one."""
 
     def __init__(self, engine: Engine, cipher: TokenCipher) -> None:
         self.engine = engine
         self.cipher = cipher
-        try:
-            metadata.create_all(engine)
-        except (IntegrityError, OperationalError):  # another worker created them just now
-            metadata.create_all(engine)
 
     # -- launches ------------------------------------------------------------------------------
 
-    def save_launch(self, launch: PendingLaunch) -> None:
+    def save_launch(
+        self,
+        launch: PendingLaunch,
+        *,
+        per_browser: int | None = None,
+        in_all: int | None = None,
+    ) -> bool:
+        """Keep a launch until its callback. A launch is written before anyone has signed in,
+        so what anyone can make the app write is bounded: a browser keeps its `per_browser`
+        newest launches (the oldest goes), and no launch is kept when `in_all` are pending
+        already (False: the caller refuses it)."""
+        per_browser = per_browser or MAX_LAUNCHES_PER_BROWSER
+        in_all = in_all or MAX_PENDING_LAUNCHES
         row = {**launch.__dict__, "expires_at": _naive(launch.expires_at)}
         with self.engine.begin() as connection:
+            pending = connection.execute(select(func.count()).select_from(launch_table)).scalar()
+            if (pending or 0) >= in_all:
+                return False
+            mine = (
+                connection.execute(
+                    select(launch_table.c.state)
+                    .where(launch_table.c.browser == launch.browser)
+                    .order_by(launch_table.c.expires_at)
+                )
+                .scalars()
+                .all()
+            )
+            oldest = mine[: max(0, len(mine) - per_browser + 1)]
+            if oldest:
+                connection.execute(delete(launch_table).where(launch_table.c.state.in_(oldest)))
             connection.execute(insert(launch_table), row)
+        return True
 
-    def take_launch(self, state: str, now: datetime) -> PendingLaunch | None:
-        """The launch with this state, once: it is deleted as it is read. None if expired."""
+    def take_launch(self, state: str, browser: str, now: datetime) -> PendingLaunch | None:
+        """This browser's launch with this state, once: it is deleted as it is read. None if
+        there is none, it is another browser's (left alone: its own callback still works), or
+        it has expired."""
         with self.engine.begin() as connection:
-            row = connection.execute(
-                select(launch_table).where(launch_table.c.state == state)
-            ).first()
+            mine = and_(launch_table.c.state == state, launch_table.c.browser == browser)
+            row = connection.execute(select(launch_table).where(mine)).first()
             if row is None:
                 return None
-            taken = connection.execute(delete(launch_table).where(launch_table.c.state == state))
+            taken = connection.execute(delete(launch_table).where(mine))
             if taken.rowcount != 1:  # another request took it first
                 return None
         values = dict(row._mapping)

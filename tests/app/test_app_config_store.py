@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from anastrozole_cds.cli import main
 from anastrozole_cds.settings import load_settings
+from runtime import schema
 from runtime.settings import ConfigError, ProductSettings
 from runtime.store import (
     FeedbackRecord,
@@ -21,6 +22,7 @@ from runtime.store import (
     StoreError,
     feedback_table,
     issued_card_table,
+    jti_digest,
     jwt_replay_table,
 )
 from tests.app.postgres_server import postgres_server
@@ -147,6 +149,13 @@ def test_the_cli_prints_the_discovery_document_and_reports_bad_config(
 # -- store -------------------------------------------------------------------------------------------
 
 
+def migrated(url: str) -> Store:
+    """A store on a database with this version's schema (what `serve` does first)."""
+    store = Store(url)
+    schema.upgrade(store.engine)
+    return store
+
+
 def record(card: str = "c1", **changes: object) -> FeedbackRecord:
     values: dict[str, object] = {
         "service_id": "svc",
@@ -169,9 +178,9 @@ def postgres_url() -> Iterator[str]:
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     """The same store code on SQLite (the default) and on a real PostgreSQL server."""
     if request.param == "sqlite":
-        store = Store("sqlite://")
+        store = migrated("sqlite://")
     else:
-        store = Store(request.getfixturevalue("postgres_url"))
+        store = migrated(request.getfixturevalue("postgres_url"))
         with store.engine.begin() as connection:  # each test starts from empty tables
             for table in (feedback_table, jwt_replay_table, issued_card_table):
                 connection.execute(table.delete())
@@ -192,7 +201,7 @@ def test_expired_jtis_are_purged(store: Store) -> None:
     store.remember_jti("iss", "new", datetime.now(UTC) + timedelta(minutes=1))
     with store.engine.connect() as connection:
         rows = connection.exec_driver_sql("SELECT jti FROM cds_jwt_replay").fetchall()
-    assert [row[0] for row in rows] == ["new"]
+    assert [row[0] for row in rows] == [jti_digest("new")]
 
 
 def test_feedback_is_written_in_one_transaction(store: Store) -> None:
@@ -203,7 +212,7 @@ def test_feedback_is_written_in_one_transaction(store: Store) -> None:
 
 
 def test_a_sqlite_file_store_creates_its_folder(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'deep' / 'folder' / 'db.sqlite3'}")
+    store = migrated(f"sqlite:///{tmp_path / 'deep' / 'folder' / 'db.sqlite3'}")
     assert store.ping()
     assert (tmp_path / "deep" / "folder" / "db.sqlite3").exists()
 
@@ -211,7 +220,7 @@ def test_a_sqlite_file_store_creates_its_folder(tmp_path: Path) -> None:
 def test_feedback_waits_for_the_disk_and_the_per_call_writes_do_not(tmp_path: Path) -> None:
     """SQLite: feedback commits with synchronous=FULL, the replay cache and the cards-issued
     log with NORMAL (WAL: durable across a process crash, not a power cut)."""
-    store = Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    store = migrated(f"sqlite:///{tmp_path / 'db.sqlite3'}")
     with store._durable() as connection:
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -227,7 +236,7 @@ def test_feedback_waits_for_the_disk_and_the_per_call_writes_do_not(tmp_path: Pa
 
 @pytest.mark.integration
 def test_postgresql_commits_the_per_call_writes_asynchronously(postgres_url: str) -> None:
-    store = Store(postgres_url)
+    store = migrated(postgres_url)
     with store._relaxed() as connection:
         assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
     with store._durable() as connection:
@@ -260,7 +269,7 @@ def test_cards_issued_but_not_yet_written_are_written_when_the_store_closes(
     tmp_path: Path,
 ) -> None:
     url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    store = Store(url)
+    store = migrated(url)
     store._ISSUED_FLUSH_SECONDS = 3600.0  # the background thread would not get to it
     store.record_issued_cards([issued("last")])
     assert _issued_rows(store) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +35,30 @@ def test_healthz_reports_the_store(tmp_path: Path) -> None:
     assert insecure.json["jwtVerification"] is False
 
 
-def test_healthz_is_503_when_the_store_is_down(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_building_the_app_creates_no_table(tmp_path: Path) -> None:
+    """Finding 1: every worker built its tables as it booted, and they raced; the one that
+    lost exited 3, and gunicorn stopped the whole service. The schema is the migrations',
+    run once before the workers (and healthz says what to run until then)."""
+    database = tmp_path / "store.sqlite3"
+    app = make_app(tmp_path, store_url=f"sqlite:///{database}")
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT name FROM sqlite_master").fetchall() == []
+    health = app.test_client().get("/healthz")
+    assert health.status_code == 503
+    assert "no tables yet: run `anastrozole-cds db upgrade`" in health.json["storeProblem"]
+
+
+def test_the_app_is_built_while_the_database_is_down_and_healthz_says_so(
+    tmp_path: Path,
 ) -> None:
-    app = make_app(tmp_path)
-    monkeypatch.setattr(app.extensions["runtime.store"], "ping", lambda: False)
+    """A worker boots with the database down (nothing connects at build time) and /healthz
+    tells "up" from "able to store"."""
+    app = make_app(tmp_path, store_url="postgresql+psycopg://cds@127.0.0.1:1/cds")
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.json["status"] == "degraded"
+    assert response.json["up"] is True and response.json["store"] is False
+    assert "cannot be reached" in response.json["storeProblem"]
 
 
 def test_an_unknown_path_is_404_json(tmp_path: Path) -> None:
@@ -201,3 +218,31 @@ def test_a_server_worker_freezes_what_start_up_built(tmp_path: Path) -> None:
         assert gc.get_freeze_count() > 10_000
     finally:
         gc.unfreeze()
+
+
+def test_a_chunked_body_over_the_limit_is_413_under_any_wsgi_server(tmp_path: Path) -> None:
+    """Finding 12: under gunicorn's own workers a chunked body over the limit was cut and
+    answered 200 (tests/security/test_sec_slow_clients.py). `serve` refuses it before the
+    app; the app also reads such a body whole itself, up to the limit, under any server."""
+    import io
+
+    app = make_app(tmp_path, max_request_bytes=1024)
+    app.add_url_rule("/echo", "echo", lambda: str(len(request_data())), methods=["POST"])
+
+    def post(body: bytes) -> Any:
+        return app.test_client().post(
+            "/echo",
+            input_stream=io.BytesIO(body),
+            environ_overrides={"wsgi.input_terminated": True},
+        )
+
+    assert post(b"x" * 1024).get_data(as_text=True) == "1024"
+    refused = post(b"x" * 1025)
+    assert refused.status_code == 413
+    assert refused.json["error"] == "request_entity_too_large"
+
+
+def request_data() -> bytes:
+    from flask import request
+
+    return request.get_data(cache=False)

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import delete
 
 from clinical.finding import Severity
+from runtime import schema
 from runtime.acknowledgements import (
     Acknowledgement,
     CardEvidence,
@@ -37,9 +38,12 @@ def postgres_url() -> Iterator[str]:
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database URL two stores can share: a SQLite file, or a PostgreSQL server."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+        url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+        schema.upgrade(url)  # as `serve` does before its workers start
+        yield url
         return
     url = request.getfixturevalue("postgres_url")
+    schema.upgrade(url)
     store = Store(url)
     CardEvidenceLog(store, KEY, CardSettings())
     with store.engine.begin() as connection:  # each test starts from empty tables
@@ -145,6 +149,7 @@ def test_the_report_counts_by_day_issuer_tenant_and_rule_on_both_databases(
     log.store.record_feedback(
         [overridden("c1", user_comment="booked at the county hospital")],
         issuer="https://ehr.example.org",
+        tenant="clinic-a",  # the answer comes from the tenant that was shown the card
     )
     since = NOW - timedelta(days=1)
     counts = {(c.rule_id, c.tenant, c.shown): c.cards for c in card_counts(log.engine, since)}
@@ -198,6 +203,7 @@ def test_instances_sharing_postgresql_are_told_to_share_the_patient_key(
     from anastrozole_cds.app import create_app
     from anastrozole_cds.settings import load_settings
 
+    schema.upgrade(postgres_url)
     create_app(load_settings(store_url=postgres_url, instance_path=tmp_path))
     assert "instances sharing this database must set the same patient_key" in caplog.text
     caplog.clear()

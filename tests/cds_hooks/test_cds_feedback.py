@@ -11,6 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from anastrozole_cds.app import create_app
+from runtime import schema
 from runtime.store import Store
 from tests.cds_hooks.cds_helpers import BASE, PATIENT_VIEW, Keys, bearer, service_url
 
@@ -131,6 +132,7 @@ def test_feedback_for_an_unknown_service_is_404(client: FlaskClient, keys: Keys)
 
 def test_feedback_survives_a_restart(make_settings: Any, keys: Keys, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'durable.sqlite3'}"
+    schema.upgrade(url)  # as `serve` does before its workers start
     first = create_app(make_settings(store_url=url))
     assert post(first.test_client(), keys, {"feedback": [ACCEPTED]}).status_code == 200
     first.extensions["runtime.store"].dispose()

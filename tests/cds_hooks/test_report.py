@@ -19,6 +19,7 @@ from flask import Flask
 from anastrozole_cds.app import create_app
 from anastrozole_cds.cli import main
 from cds_hooks.codes import OVERRIDE_REASONS_SYSTEM
+from runtime import schema
 from runtime.settings import ProductSettings
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.cds_hooks.cds_helpers import (
@@ -44,6 +45,7 @@ def store_file(make_settings: Callable[..., ProductSettings], keys: Keys, tmp_pa
         {"iss": ISSUER, "jwks_file": str(keys.jwks_file)},
         {"iss": OTHER_EHR, "jwks_file": str(keys.jwks_file)},
     ]
+    schema.upgrade(f"sqlite:///{database}")  # as `serve` does before its workers start
     app = create_app(make_settings(cards={}, issuers=issuers, store_url=f"sqlite:///{database}"))
     low = open_chart(app, keys, patient="p1")["estradiol-low"]
     answer(app, keys, low, reason="will-repeat-test", comment=COMMENT)

@@ -20,6 +20,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine
 
+from runtime import schema
 from smartapp.errors import AppError, Problem
 from smartapp.flow import SmartRuntime, refresh_session
 from smartapp.oauth import GrantedTokens, OAuthFailure
@@ -194,6 +195,7 @@ def two_workers(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[TokenSt
     else:
         url = request.getfixturevalue("postgres_url")
     key = Fernet.generate_key()
+    schema.upgrade(url)  # the tables are the migrations' (runtime/schema.py)
     first = TokenStore(create_engine(url), TokenCipher(key))
     second = TokenStore(create_engine(url), TokenCipher(key))
     with first.engine.begin() as connection:  # each test starts from an empty table

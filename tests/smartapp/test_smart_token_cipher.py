@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from sqlalchemy import create_engine
 from sqlalchemy.pool import StaticPool
 
+from runtime import schema
 from runtime.logs import RedactSecrets
 from smartapp.config import SmartSettings
 from smartapp.token_cipher import (
@@ -36,9 +37,11 @@ REFRESH = "refresh-token-in-clear-9876543210"
 
 
 def memory_engine() -> Any:
-    return create_engine(
+    engine = create_engine(
         "sqlite://", connect_args={"check_same_thread": False}, poolclass=StaticPool
     )
+    schema.upgrade(engine)  # the tables are the migrations' (runtime/schema.py)
+    return engine
 
 
 def a_session(handle: str = "handle-1", **values: Any) -> SmartSession:
