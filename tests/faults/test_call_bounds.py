@@ -97,7 +97,11 @@ def test_a_fhir_server_sending_huge_pages_is_read_up_to_the_cap_and_the_cards_sa
         path = f"/cds-services/{PATIENT_VIEW}"
         body = hook_body(patient_id=PATIENT_ID)
         body["fhirServer"] = fhir.base_url
-        body["fhirAuthorization"] = {"access_token": TOKEN, "token_type": "Bearer", "scope": "patient/*.read"}
+        body["fhirAuthorization"] = {
+            "access_token": TOKEN,
+            "token_type": "Bearer",
+            "scope": "patient/*.read",
+        }
         answer = requests.post(
             f"{service.base}{path}", json=body, headers=service.headers(path), timeout=30
         )
