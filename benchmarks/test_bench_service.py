@@ -123,7 +123,7 @@ def test_service_patient_view_naive_validation(
     benchmark.pedantic(naive_post, setup=lambda: signed_call(client, keys, data), rounds=5)
 
 
-@pytest.mark.parametrize("parallel", [8, 16])
+@pytest.mark.parametrize("parallel", [8, 24])
 def test_service_patient_view_fetching_from_a_100_ms_fhir_server(
     benchmark: BenchmarkFixture, keys: Keys, tmp_path: Path, parallel: int
 ) -> None:

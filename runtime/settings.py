@@ -127,8 +127,8 @@ class ProductSettings(BaseSettings):
     # stop and the data is marked incomplete on the cards (a server sending 15 MB pages took
     # a worker from 74 MB to 740 MB for one call).
     fhir_max_bytes_per_call: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
-    # 16: the 13 prefetch queries all go out at once, one FHIR round trip (docs/performance.md)
-    fhir_max_parallel: int = Field(default=16, ge=1, le=32)
+    # 24: the 20 prefetch queries all go out at once, one FHIR round trip (docs/performance.md)
+    fhir_max_parallel: int = Field(default=24, ge=1, le=32)
 
     # HTTP
     max_request_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
