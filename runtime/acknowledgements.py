@@ -22,10 +22,7 @@ import atexit
 import hashlib
 import hmac
 import logging
-import os
 import secrets
-import stat
-import tempfile
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,6 +50,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from clinical.finding import Severity
 from clinical.reader import iter_resources
 from runtime.card_settings import CardSettings
+from runtime.key_files import read_or_create_key_file
 from runtime.store import Store, feedback_table, metadata
 
 log = logging.getLogger(__name__)
@@ -125,37 +123,13 @@ def patient_key_secret(configured: str | None, instance_path: Path) -> bytes:
     """The HMAC key: the setting, else the instance folder's file (made on first use)."""
     if configured:
         return configured.encode()
-    return read_or_create_key_file(instance_path.resolve() / KEY_FILE_NAME)
+    return _patient_key_file(instance_path.resolve() / KEY_FILE_NAME)
 
 
-def read_or_create_key_file(path: Path) -> bytes:
-    """The key in `path`; made first if there is none. Workers racing here end with one key:
-    each writes its own temporary file and links it into place, and only one link succeeds."""
-    try:
-        return _read_key_file(path)
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # 0600
-    try:
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(secrets.token_hex(32) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(temporary, path)
-            log.info("patient key for the card store created in %s", path)
-        except FileExistsError:  # another worker made it first: use theirs
-            pass
-    finally:
-        os.unlink(temporary)
-    return _read_key_file(path)
-
-
-def _read_key_file(path: Path) -> bytes:
-    key = path.read_bytes().strip()
-    if stat.S_IMODE(path.stat().st_mode) & 0o077:
-        log.warning("patient key file %s is readable by others: chmod 600 it", path)
+def _patient_key_file(path: Path) -> bytes:
+    key = read_or_create_key_file(
+        path, lambda: secrets.token_hex(32).encode(), what="patient key for the card store"
+    )
     if len(key) < 32:
         raise ValueError(f"the patient key in {path} is shorter than 32 characters")
     return key

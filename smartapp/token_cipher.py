@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import binascii
 import logging
-import os
-import stat
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from runtime.key_files import read_or_create_key_file
 
 log = logging.getLogger(__name__)
 
@@ -40,34 +39,10 @@ def _fernet(key: str | bytes, what: str) -> Fernet:
         ) from None
 
 
-def read_or_create_key_file(path: Path) -> bytes:
-    """The key in `path`; made first if there is none. Workers racing here end with one key:
-    each writes its own temporary file and links it into place, and only one link succeeds."""
-    try:
-        return _read_key_file(path)
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # 0600
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(Fernet.generate_key() + b"\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(temporary, path)
-            log.info("SMART token key created in %s", path)
-        except FileExistsError:  # another worker made it first: use theirs
-            pass
-    finally:
-        os.unlink(temporary)
-    return _read_key_file(path)
-
-
-def _read_key_file(path: Path) -> bytes:
-    key = path.read_bytes().strip()
-    if stat.S_IMODE(path.stat().st_mode) & 0o077:
-        log.warning("SMART token key file %s is readable by others: chmod 600 it", path)
+def token_key_file(path: Path) -> bytes:
+    """The token key in `path`, made on first use (runtime.key_files: once, whatever the
+    workers racing here), checked to be a Fernet key."""
+    key = read_or_create_key_file(path, Fernet.generate_key, what="SMART token key")
     _fernet(key, f"the key in {path}")
     return key
 
@@ -98,7 +73,7 @@ class TokenCipher:
         with self._lock:
             if self._keys is None:
                 assert self._key_file is not None  # checked in __init__
-                current = _fernet(read_or_create_key_file(self._key_file), "the key file")
+                current = _fernet(token_key_file(self._key_file), "the key file")
                 self._keys = MultiFernet([current, *self._previous])
             return self._keys
 

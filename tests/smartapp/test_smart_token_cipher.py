@@ -27,7 +27,7 @@ from smartapp.token_cipher import (
     KEY_FILE_NAME,
     TokenCipher,
     TokenKeyError,
-    read_or_create_key_file,
+    token_key_file,
 )
 from smartapp.tokens import SmartSession, TokenStore, session_table, utc_now
 from tests.smartapp.smart_helpers import Sandbox, build_app, launch_and_sign_in
@@ -217,7 +217,7 @@ def test_workers_starting_together_end_with_one_key(tmp_path: Path) -> None:
 
     def worker() -> None:
         start.wait()
-        keys.append(read_or_create_key_file(key_file))
+        keys.append(token_key_file(key_file))
 
     threads = [threading.Thread(target=worker) for _ in range(workers)]
     for thread in threads:
@@ -235,7 +235,7 @@ def test_a_key_file_readable_by_others_is_warned_about(
     key_file = tmp_path / KEY_FILE_NAME
     key_file.write_bytes(Fernet.generate_key())
     key_file.chmod(0o644)
-    read_or_create_key_file(key_file)
+    token_key_file(key_file)
     assert "chmod 600" in caplog.text
 
 
