@@ -61,8 +61,8 @@ def answer(
     if isinstance(context, OrderSignContext):  # order-select too: it extends order-sign
         findings = _about_the_orders(findings, context, drafts, chart, now=now, settings=settings)
         concerned = bool(findings)  # the orders are about what this service watches
-    else:
-        concerned = bool(record.medications)  # a drug the rules read (clinical/record.py)
+    else:  # a drug the rules read (clinical/record.py), in a living patient's chart
+        concerned = bool(record.medications) and not record.deceased
     skipped = [rule for rule in chart.skipped_rules() if settings.enabled(rule)]
     shown = [_with_notes(f, chart) for f in findings if f.rule_id not in skipped]
 

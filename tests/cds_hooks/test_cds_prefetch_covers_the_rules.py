@@ -106,3 +106,14 @@ def test_a_testosterone_drawn_with_the_low_estradiol_gives_the_ratio_on_the_card
     prefetch = prefetch_for(resources, prefetch_templates(), patient_id, NOW.date())
     shown = cards(client, keys, patient_id, prefetch)
     assert "T/E2 ratio" in shown["estradiol-low"]["detail"]
+
+
+def test_a_deceased_patient_gets_no_card_not_even_one_saying_data_is_missing(
+    client: FlaskClient, keys: Keys
+) -> None:
+    resources = resources_of(read_fixture(PREMENOPAUSAL))
+    patient = next(r for r in resources if r["resourceType"] == "Patient")
+    patient["deceasedDateTime"] = "2026-09-30"
+    prefetch = prefetch_for(resources, prefetch_templates(), patient["id"], NOW.date())
+    del prefetch["menopauseTests"]  # a slice left out: would withhold premenopausal-on-ai
+    assert cards(client, keys, patient["id"], prefetch) == {}
