@@ -130,15 +130,17 @@ def create_ehr_app(urls: DemoUrls, signing_key: ECKey, patients: list[SyntheticP
         rows = "".join(
             f"<tr><td><a href='/patients/{html.escape(p.key)}'>{html.escape(p.key)}</a></td>"
             f"<td>{html.escape(p.description)}</td>"
-            f"<td>{html.escape(', '.join(p.expected_cards) or 'no cards')}</td></tr>"
+            f"<td>{html.escape(', '.join(p.expected_cards) or 'none')}</td></tr>"
             for p in patients
         )
         return _page(
             "Sandbox EHR: demo patients",
             "<p>Synthetic patients, no real people. Open one to see the cards the anastrozole "
-            "monitoring service returns on <code>patient-view</code>, and launch the app.</p>"
+            "monitoring service returns on <code>patient-view</code>, and launch the app. The "
+            "cards follow the default <code>[cards]</code> policy (the intent card only when the "
+            "intent is unclear, monitoring reminders together); the app lists every finding.</p>"
             "<table><thead><tr><th scope='col'>Patient</th><th scope='col'>Scenario</th>"
-            f"<th scope='col'>Expected cards</th></tr></thead><tbody>{rows}</tbody></table>",
+            f"<th scope='col'>Expected findings</th></tr></thead><tbody>{rows}</tbody></table>",
         )
 
     @app.get("/patients/<key>")
