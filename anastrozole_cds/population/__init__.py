@@ -18,9 +18,9 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from anastrozole_cds.population.layout import ERROR_FOLDER, Layout, ManifestError, layout_of
+from anastrozole_cds.population.layout import ERROR_FOLDER, ManifestError, layout_of
 from anastrozole_cds.population.reading import CHUNK_BYTES, Population, read_population
-from anastrozole_cds.population.report import ReadReport, read_server_errors
+from anastrozole_cds.population.report import ReadReport, read_server_errors, report_of
 
 __all__ = ["ManifestError", "NoExportFiles", "Population", "ReadReport", "read_folder"]
 
@@ -47,29 +47,10 @@ def read_folder(
     if not layout.files and not layout.missing:
         raise NoExportFiles(f"no *.ndjson or *.ndjson.gz files in {folder}")
     population = read_population(folder, layout, now=now, workers=workers, chunk_bytes=chunk_bytes)
-    report = report_of(folder, layout, population)
+    report = report_of(layout, population, lambda listed: str(folder / listed.name))
+    report.judged = len(population.held)
+    report.without_patient_resource = len(set(population.held) - population.with_patient_resource)
     for listed in layout.error_files:
         with (folder / listed.name).open("rb") as lines:
             report.bad_lines += read_server_errors(report, lines)
     return population, report
-
-
-def report_of(folder: Path, layout: Layout, population: Population) -> ReadReport:
-    """The report of an in-process reading, checked against what the layout declares."""
-    report = ReadReport(
-        files=population.files,
-        lines=population.lines,
-        outcomes=population.outcomes,
-        bad_lines=len(population.problems),
-        patients_in_export=population.patients_in_export,
-        judged=len(population.held),
-        skipped_files=layout.skipped,
-        missing_files=layout.missing,
-        missing_medications=len(population.candidates.missing),
-        without_patient_resource=len(set(population.held) - population.with_patient_resource),
-    )
-    for listed in layout.files:
-        read = population.resources_per_file.get(str(folder / listed.name), 0)
-        if listed.count is not None and read < listed.count:
-            report.short_files.append((listed.name, listed.count, read))
-    return report

@@ -4,12 +4,16 @@ log), and the exit status that follows (docs/population.md, "Exit codes")."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from anastrozole_cds.population import lines as L
 from anastrozole_cds.population.writing import FindingCounts
+
+if TYPE_CHECKING:
+    from anastrozole_cds.population.layout import ExportFile, Layout
+    from anastrozole_cds.population.reading import Population
 
 EXIT_CLEAN: Final = 0
 EXIT_UNREADABLE: Final = 1  # lines that are not resources (or the output failed)
@@ -95,6 +99,28 @@ class ReadReport:
             )
         lines += [f"data missing: {reason}" for reason in self.data_missing()]
         return lines
+
+
+def report_of(
+    layout: Layout, population: Population, read_as: Callable[[ExportFile], str]
+) -> ReadReport:
+    """The report of a reading, either engine's, checked against what the layout declares;
+    `read_as`: the name a listed file's lines were counted under (a path, or a URI)."""
+    report = ReadReport(
+        files=population.files,
+        lines=population.lines,
+        outcomes=population.outcomes,
+        bad_lines=len(population.problems),
+        patients_in_export=population.patients_in_export,
+        skipped_files=layout.skipped,
+        missing_files=layout.missing,
+        missing_medications=len(population.candidates.missing),
+    )
+    for listed in layout.files:
+        read = population.resources_per_file.get(read_as(listed), 0)
+        if listed.count is not None and read < listed.count:
+            report.short_files.append((listed.name, listed.count, read))
+    return report
 
 
 def read_server_errors(report: ReadReport, lines: Iterable[bytes]) -> int:

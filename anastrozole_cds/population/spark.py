@@ -48,7 +48,7 @@ from anastrozole_cds.population.reading import (
     recount,
     resolve_late_medications,
 )
-from anastrozole_cds.population.report import ReadReport, read_server_errors
+from anastrozole_cds.population.report import ReadReport, read_server_errors, report_of
 from anastrozole_cds.population.writing import FindingCounts, as_text
 from clinical.rules import CATALOGUE
 from clinical.valuesets import load
@@ -484,20 +484,7 @@ def _report(
     spark: SparkSession, export: str, layout: Layout, population: Population
 ) -> tuple[ReadReport, list[str]]:
     """The same report as in process: counts, problems, what the layout said is missing."""
-    report = ReadReport(
-        files=population.files,
-        lines=population.lines,
-        outcomes=population.outcomes,
-        bad_lines=len(population.problems),
-        patients_in_export=population.patients_in_export,
-        skipped_files=layout.skipped,
-        missing_files=layout.missing,
-        missing_medications=len(population.candidates.missing),
-    )
-    for listed in layout.files:
-        read = population.resources_per_file.get(_uri(export, listed), 0)
-        if listed.count is not None and read < listed.count:
-            report.short_files.append((listed.name, listed.count, read))
+    report = report_of(layout, population, partial(_uri, export))
     files = _FileSystem(spark, export)
     for listed in layout.error_files:
         report.bad_lines += read_server_errors(report, files.read(listed.name).splitlines())
